@@ -28,6 +28,8 @@ _EPILOG = """examples:
   nlhf run egpo --game random_skew --beta 0.01 --steps 5000 --hp learning_rate=0.02
   nlhf run inpo --game comal_cyclic --beta 0.1 --steps 200 --mode sampled --seeds 8 \\
       --hp learning_rate=2.0 --hp batch_size=64 --csv inpo.csv
+  nlhf reproduce --quick
+  nlhf reproduce last_iterate --full --out figures
 conventions: beta is the KL coefficient (Ye et al.'s eta = 1/beta); see docs/conventions.md."""
 
 
@@ -85,6 +87,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                      help="algorithm hyper-parameter, e.g. --hp learning_rate=0.1 (repeatable)")
     run.add_argument("--csv", default=None, help="write the whole trajectory to this CSV file")
+    rep = sub.add_parser(
+        "reproduce", help="run the theorem-checking experiments and draw the paper figures",
+        description="Run the named experiments (default: all) of the experiments/ folder: "
+        "tidy results into OUT/data/, figures (PNG and PDF) into OUT/, and OUT/README.md with "
+        "each claim's measured value against theory and PASS or FAIL. Resumable: finished "
+        "cells are kept in OUT/.cells/ and reused; deterministic.",
+    )
+    rep.add_argument("names", nargs="*", metavar="NAME", help="experiments to run (default all)")
+    size = rep.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                      help="small settings, minutes on a laptop (the default)")
+    size.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="the full settings of the figures (up to an hour)")
+    rep.set_defaults(mode="quick")
+    rep.add_argument("--out", default="paper_figures", help="output folder (paper_figures)")
+    rep.add_argument("--experiments", default=None, metavar="DIR",
+                     help="experiments folder (default ./experiments)")
+    rep.add_argument("--fresh", action="store_true", help="recompute every cell")
+    rep.add_argument("--list", action="store_true", help="list the experiments and exit")
     return parser
 
 
@@ -166,6 +187,26 @@ def _run(args) -> None:
         print(f"trajectory written to {path}")
 
 
+def _reproduce(args) -> int:
+    from nlhf_theory.reproduce import list_experiments, load_experiment, reproduce
+
+    if args.list:
+        for name in list_experiments(args.experiments):
+            config = load_experiment(name, args.experiments).config
+            print(f"{name:<28}  {config.TITLE}")
+        return 0
+    start = time.perf_counter()
+    outcomes = reproduce(args.names, mode=args.mode, out=args.out,
+                         experiments=args.experiments, fresh=args.fresh)
+    checks = [c for o in outcomes for c in o.checks]
+    failed = [(o.name, c) for o in outcomes for c in o.checks if not c.passed]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks pass "
+          f"({time.perf_counter() - start:.0f} s); figures and {args.out}/README.md written")
+    for name, check in failed:
+        print(f"FAIL {name}: {check.claim} measured {check.measured}, theory {check.theory}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``nlhf`` command."""
     args = _parser().parse_args(argv)
@@ -179,6 +220,8 @@ def main(argv=None) -> int:
                 print(f"{name:<18}  {inspect.getdoc(algorithm).splitlines()[0]}")
         elif args.command == "run":
             _run(args)
+        elif args.command == "reproduce":
+            return _reproduce(args)
         elif args.command == "solve":
             out = _solve(args)
             if args.json:

@@ -2,32 +2,29 @@
 
 Claim checked. Fixed-reference methods (Nash-MD, INPO, Online IPO, EGPO) converge to the
 regularized equilibrium pi*_beta, which keeps a nonzero "equilibrium gap" (exploitability) in
-the original game (Liu et al. 2024, COMAL, arXiv:2410.23223, Sec. 3). How large? Expanding the
-fixed point pi = softmax(log pi_ref + P pi / beta) around the maximal lottery pi* on its support
-S gives pi*_beta = pi* + beta delta + O(beta^2) with A_SS delta = log(pi*_S / pi_ref_S) + c
-[derived], so exploitability(pi*_beta) = Theta(beta) as beta -> 0: a log-log slope of 1 (unless
-pi* = pi_ref on S, where the gap is 0 for every beta, e.g. rock-paper-scissors).
+the original game (Liu et al. 2024, COMAL, arXiv:2410.23223, Sec. 3). Expanding the fixed point
+pi = softmax(log pi_ref + P pi / beta) around the maximal lottery pi* on its support S gives
+pi*_beta = pi* + beta delta + O(beta^2) with A_SS delta = log(pi*_S / pi_ref_S) + c [derived],
+so exploitability(pi*_beta) = Theta(beta) as beta -> 0: a log-log slope of 1 (unless pi* = pi_ref
+on S, where the gap is 0 for every beta, e.g. rock-paper-scissors).
 
-Run: ``python experiments/regularization_path/run.py`` writes results.csv beside this file
-(atomically, one row per game and beta) and prints the fitted slopes; ``plot.py`` draws the
-figure into paper_figures/.
+One cell per game: every beta of the grid, each pi*_beta certified by its duality gap.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
-from pathlib import Path
-
 import numpy as np
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 import nlhf_theory as nt
+from nlhf_theory.reproduce import Check, fit_slope
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import config  # noqa: E402
+
+def cells(settings: dict) -> list[dict]:
+    start, stop, num = settings["log10_beta"]
+    betas = np.logspace(start, stop, num).tolist()
+    return [{"game": label, "spec": spec, "betas": betas}
+            for label, spec in settings["games"].items()]
 
 
 def trace(game: nt.PreferenceGame, betas) -> pd.DataFrame:
@@ -46,29 +43,27 @@ def trace(game: nt.PreferenceGame, betas) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fitted_slope(frame: pd.DataFrame, max_beta: float) -> float:
-    """Least-squares slope of log exploitability on log beta for beta <= max_beta."""
+def run_cell(cell: dict) -> pd.DataFrame:
+    spec = dict(cell["spec"])
+    return trace(nt.make_game(spec.pop("name"), **spec), cell["betas"])
+
+
+def slope(frame: pd.DataFrame, max_beta: float) -> nt.reproduce.Slope:
+    """Fitted slope of log exploitability on log beta for beta <= max_beta."""
     part = frame[(frame.beta <= max_beta) & (frame.exploitability > 0)]
-    return float(np.polyfit(np.log(part.beta), np.log(part.exploitability), 1)[0])
+    return fit_slope(part.beta, part.exploitability)
 
 
-def main() -> pd.DataFrame:
-    frames = []
-    for label, spec in config.GAMES.items():
-        spec = dict(spec)
-        game = nt.make_game(spec.pop("name", label), **spec)
-        frame = trace(game, config.BETAS)
-        frame.insert(0, "game", label)
-        frames.append(frame)
-        print(f"{label:28s} slope {fitted_slope(frame, config.FIT_MAX_BETA):.3f} "
-              f"(theory {config.THEORY_SLOPE}); max certificate gap "
-              f"{frame.duality_gap.max():.1e}")
-    results = pd.concat(frames, ignore_index=True)
-    with tempfile.NamedTemporaryFile("w", dir=HERE, suffix=".tmp", delete=False) as tmp:
-        results.to_csv(tmp.name, index=False)
-    os.replace(tmp.name, HERE / "results.csv")
-    return results
-
-
-if __name__ == "__main__":
-    main()
+def checks(results: pd.DataFrame, settings: dict) -> list[Check]:
+    out = []
+    theory, band = settings["theory_slope"], settings["band"]
+    for label, frame in results.groupby("game", sort=False):
+        fitted = slope(frame, settings["fit_max_beta"])
+        out.append(Check(
+            f"{label}: exploitability(pi*_beta) = Theta(beta) (log-log slope for beta <= "
+            f"{settings['fit_max_beta']:g})",
+            f"slope {fitted}", f"{theory} +- {band}", abs(fitted.slope - theory) <= band))
+    worst = results.duality_gap.max()
+    out.append(Check("every pi*_beta is certified (duality gap of the solver's answer)",
+                     f"max gap {worst:.1e}", "<= 1e-10", worst <= 1e-10))
+    return out

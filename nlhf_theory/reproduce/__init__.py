@@ -1,0 +1,45 @@
+"""Reproduce the theorem-checking experiments: resumable runs, rates with intervals, figures.
+
+``nlhf reproduce`` (or :func:`reproduce`) runs the experiments in ``experiments/``; each one
+checks a claim from the literature and reports PASS or FAIL in ``paper_figures/README.md``. The
+statistics (:func:`fit_slope`, :func:`seed_band`) and figure helpers (:func:`band`,
+:func:`subplots`, :func:`save_figure`) are what the experiments share. See docs/experiments.md.
+"""
+
+from nlhf_theory.reproduce._plot import band, save_figure, subplots
+from nlhf_theory.reproduce._runner import (
+    MODES,
+    CellStore,
+    Check,
+    Experiment,
+    Outcome,
+    cell_key,
+    experiments_dir,
+    list_experiments,
+    load_experiment,
+    reproduce,
+    run_experiment,
+    write_index,
+)
+from nlhf_theory.reproduce._stats import Slope, fit_slope, seed_band
+
+__all__ = [
+    "MODES",
+    "CellStore",
+    "Check",
+    "Experiment",
+    "Outcome",
+    "Slope",
+    "band",
+    "cell_key",
+    "experiments_dir",
+    "fit_slope",
+    "list_experiments",
+    "load_experiment",
+    "reproduce",
+    "run_experiment",
+    "save_figure",
+    "seed_band",
+    "subplots",
+    "write_index",
+]

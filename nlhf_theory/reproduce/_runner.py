@@ -1,0 +1,332 @@
+"""Run theorem-checking experiments: resumable cells, tidy results, figures and a PASS/FAIL index.
+
+An experiment is a folder ``experiments/<name>/`` with three files:
+
+* ``config.py``: ``TITLE`` (a few words), ``CLAIM`` (the claim checked, with its source),
+  ``ORDER`` (position in the index), and the settings dicts ``QUICK`` and ``FULL``;
+* ``run.py``: ``cells(settings) -> list[dict]`` (the cells: JSON-serializable dicts holding every
+  parameter the cell's computation uses), ``run_cell(cell) -> DataFrame`` (tidy rows, one per
+  setting, seed and step) and ``checks(results, settings) -> list[Check]``;
+* ``plot.py``: ``plot(results, settings) -> Figure``.
+
+:func:`reproduce` runs the cells that are not already stored (each saved atomically as soon as
+it is done, under a key hashed from its parameters, so a killed run resumes where it stopped and
+never leaves a corrupt file), concatenates them into ``<out>/data/<name>.csv``, draws
+``<out>/<name>.png`` and ``.pdf``, evaluates the checks and regenerates ``<out>/README.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.reproduce._io import atomic_write_text
+from nlhf_theory.reproduce._plot import save_figure
+
+MODES = ("quick", "full")
+
+
+class Check(NamedTuple):
+    """One claim checked by an experiment.
+
+    Attributes:
+      claim: what theory says, with its source (one sentence).
+      measured: the measured quantity, formatted (e.g. a fitted slope with its interval).
+      theory: the value or band theory allows.
+      passed: whether the measurement lies in that band.
+    """
+
+    claim: str
+    measured: str
+    theory: str
+    passed: bool
+
+
+class Experiment(NamedTuple):
+    """The three modules of an experiment folder."""
+
+    name: str
+    path: Path
+    config: ModuleType
+    run: ModuleType
+    plot: ModuleType
+
+    def settings(self, mode: str) -> dict:
+        """The settings dict of ``mode`` (``"quick"`` or ``"full"``)."""
+        if mode not in MODES:
+            raise InvalidInputError(f"mode: must be one of {MODES}, got {mode!r}")
+        return dict(getattr(self.config, mode.upper()))
+
+
+class Outcome(NamedTuple):
+    """What :func:`reproduce` did for one experiment."""
+
+    name: str
+    results: pd.DataFrame
+    checks: list
+    computed: int
+    reused: int
+    seconds: float
+
+
+def experiments_dir(directory=None) -> Path:
+    """The folder holding the experiments.
+
+    ``directory`` if given; else ``./experiments`` when the current directory has one; else the
+    ``experiments/`` folder beside the installed package's source (a checkout or editable
+    install).
+    """
+    candidates = ([Path(directory)] if directory is not None else
+                  [Path.cwd() / "experiments", Path(__file__).resolve().parents[2] / "experiments"])
+    for candidate in candidates:
+        if candidate.is_dir() and any((p / "run.py").is_file() for p in candidate.iterdir()):
+            return candidate
+    raise InvalidInputError(
+        f"experiments: no experiments folder found (looked in {', '.join(map(str, candidates))});"
+        " run from the repository root or pass --experiments DIR")
+
+
+def _package(name: str, path: Path) -> ModuleType:
+    """Register ``name`` as a package rooted at ``path`` (dropping stale submodules)."""
+    module = sys.modules.get(name)
+    if module is None or list(getattr(module, "__path__", [])) != [str(path)]:
+        for key in [k for k in sys.modules if k.startswith(name + ".")]:
+            del sys.modules[key]
+        module = ModuleType(name)
+        module.__path__ = [str(path)]
+        sys.modules[name] = module
+    return module
+
+
+def _import(root: Path, name: str, part: str) -> ModuleType:
+    """Import ``<root>/<name>/<part>.py`` as ``nlhf_experiments.<name>.<part>``.
+
+    The experiment folder is a package, so its modules may import each other relatively
+    (``from . import run``).
+    """
+    _package("nlhf_experiments", root)
+    _package(f"nlhf_experiments.{name}", root / name)
+    return importlib.import_module(f"nlhf_experiments.{name}.{part}")
+
+
+def load_experiment(name: str, directory=None) -> Experiment:
+    """Load ``experiments/<name>/`` (its ``config``, ``run`` and ``plot`` modules)."""
+    root = experiments_dir(directory).resolve()
+    path = root / name
+    if not (path / "run.py").is_file():
+        raise InvalidInputError(
+            f"names: unknown experiment {name!r}; known: {', '.join(list_experiments(root))}")
+    modules = {part: _import(root, name, part) for part in ("config", "run", "plot")}
+    return Experiment(name, path, **modules)
+
+
+def list_experiments(directory=None) -> list[str]:
+    """The experiment names, in their configs' ``ORDER``."""
+    root = experiments_dir(directory).resolve()
+    names = sorted(p.name for p in root.iterdir()
+                   if (p / "run.py").is_file() and not p.name.startswith(("_", ".")))
+    order = {}
+    for name in names:
+        config = _import(root, name, "config")
+        order[name] = getattr(config, "ORDER", 100)
+    return sorted(names, key=lambda n: (order[n], n))
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cell values must be JSON-serializable, got {type(value).__name__}")
+
+
+def cell_key(cell: dict) -> str:
+    """A stable key for a cell: the SHA-256 of its canonical JSON (first 16 hex digits)."""
+    text = json.dumps(cell, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class CellStore:
+    """Finished cells of one experiment and mode, one CSV file each, written atomically."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def path(self, cell: dict) -> Path:
+        return self.root / f"{cell_key(cell)}.csv"
+
+    def load(self, cell: dict):
+        """The stored frame of ``cell``, or None when it has not finished."""
+        path = self.path(cell)
+        return pd.read_csv(path) if path.is_file() else None
+
+    def save(self, cell: dict, frame: pd.DataFrame) -> None:
+        atomic_write_text(self.path(cell), frame.to_csv(index=False))
+
+
+def _with_cell_columns(frame: pd.DataFrame, cell: dict) -> pd.DataFrame:
+    """Prepend the cell's scalar parameters as columns (those the frame lacks)."""
+    frame = frame.copy()
+    scalars = [(k, v) for k, v in cell.items()
+               if isinstance(v, (str, bool, int, float, np.integer, np.floating))
+               and k not in frame.columns]
+    for position, (key, value) in enumerate(scalars):
+        frame.insert(position, key, value)
+    return frame
+
+
+def run_experiment(experiment: Experiment, *, mode: str = "quick", out="paper_figures",
+                   fresh: bool = False, progress: bool = True) -> Outcome:
+    """Compute (or reuse) every cell of ``experiment``, then write its data, figure and checks.
+
+    Args:
+      experiment: from :func:`load_experiment`.
+      mode: ``"quick"`` or ``"full"``.
+      out: output folder (figures, ``data/``, ``README.md``; finished cells in
+        ``.cells/<mode>/<name>/``).
+      fresh: discard the stored cells of this experiment and mode first.
+      progress: show a progress bar over cells.
+
+    Returns:
+      An :class:`Outcome`.
+    """
+    settings = experiment.settings(mode)
+    out = Path(out)
+    store = CellStore(out / ".cells" / mode / experiment.name)
+    if fresh and store.root.is_dir():
+        for path in store.root.glob("*.csv"):
+            path.unlink()
+    cells = list(experiment.run.cells(settings))
+    if not cells:
+        raise InvalidInputError(f"{experiment.name}: cells(settings) returned no cells")
+    start = time.perf_counter()
+    frames, computed = [], 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(cells), desc=f"{experiment.name} ({mode})", unit="cell",
+                   file=sys.stderr)
+    for cell in cells:
+        frame = store.load(cell)
+        if frame is None:
+            frame = _with_cell_columns(experiment.run.run_cell(dict(cell)), cell)
+            store.save(cell, frame)
+            frame = store.load(cell)  # identical whether computed now or resumed
+            computed += 1
+        frames.append(frame)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    results = pd.concat(frames, ignore_index=True)
+    atomic_write_text(out / "data" / f"{experiment.name}.csv", results.to_csv(index=False))
+    checks = [Check(*c) for c in experiment.run.checks(results, settings)]
+    save_figure(experiment.plot.plot(results, settings), out, experiment.name)
+    summary = {
+        "name": experiment.name,
+        "title": experiment.config.TITLE,
+        "claim": experiment.config.CLAIM,
+        "order": getattr(experiment.config, "ORDER", 100),
+        "mode": mode,
+        "checks": [c._asdict() | {"passed": bool(c.passed)} for c in checks],
+    }
+    atomic_write_text(out / "data" / f"{experiment.name}.checks.json",
+                      json.dumps(summary, indent=1) + "\n")
+    return Outcome(experiment.name, results, checks, computed, len(cells) - computed,
+                   time.perf_counter() - start)
+
+
+def reproduce(names=None, *, mode: str = "quick", out="paper_figures", experiments=None,
+              fresh: bool = False, progress: bool = True, log=print) -> list[Outcome]:
+    """Run the named experiments (default: all) and regenerate ``<out>/README.md``.
+
+    Args:
+      names: experiment names (folders of the experiments directory); None for all.
+      mode: ``"quick"`` (minutes on a laptop) or ``"full"``.
+      out: output folder.
+      experiments: the experiments folder (see :func:`experiments_dir`).
+      fresh: recompute every cell instead of resuming.
+      progress: progress bars.
+      log: where one summary line per experiment goes (None: nowhere).
+
+    Returns:
+      One :class:`Outcome` per experiment.
+    """
+    if mode not in MODES:
+        raise InvalidInputError(f"mode: must be one of {MODES}, got {mode!r}")
+    root = experiments_dir(experiments)
+    known = list_experiments(root)
+    names = known if not names else list(names)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidInputError(
+            f"names: unknown experiment {unknown[0]!r}; known: {', '.join(known)}")
+    outcomes = []
+    for name in names:
+        outcome = run_experiment(load_experiment(name, root), mode=mode, out=out, fresh=fresh,
+                                 progress=progress)
+        outcomes.append(outcome)
+        if log is not None:
+            passed = sum(bool(c.passed) for c in outcome.checks)
+            log(f"{name}: {passed}/{len(outcome.checks)} checks pass; "
+                f"{outcome.computed} cells computed, {outcome.reused} reused, "
+                f"{outcome.seconds:.1f} s")
+    write_index(out)
+    return outcomes
+
+
+_INDEX_HEAD = """# Paper figures
+
+Generated by `nlhf reproduce` (do not edit by hand): each figure, the claim it checks, the
+measured quantity against the value theory allows, and PASS or FAIL. The tidy results behind
+each figure are in `data/<name>.csv` (one row per setting, seed and step); each experiment's
+config, run and plot are in `experiments/<name>/`, explained in
+[docs/experiments.md](../docs/experiments.md).
+"""
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def write_index(out="paper_figures") -> Path:
+    """Regenerate ``<out>/README.md`` from every ``data/*.checks.json`` in ``out``."""
+    out = Path(out)
+    summaries = [json.loads(p.read_text()) for p in sorted((out / "data").glob("*.checks.json"))]
+    summaries.sort(key=lambda s: (s["order"], s["name"]))
+    lines = [_INDEX_HEAD]
+    modes = sorted({s["mode"] for s in summaries})
+    total = sum(len(s["checks"]) for s in summaries)
+    passed = sum(c["passed"] for s in summaries for c in s["checks"])
+    lines.append(f"Mode: {', '.join(f'`--{m}`' for m in modes)}. "
+                 f"**{passed} of {total} checks pass.**\n")
+    lines.append("| figure | claim | measured | theory | status |")
+    lines.append("|---|---|---|---|---|")
+    for s in summaries:
+        for c in s["checks"]:
+            lines.append(f"| [{s['name']}](#{s['name']}) | {_cell(c['claim'])} | "
+                         f"{_cell(c['measured'])} | {_cell(c['theory'])} | "
+                         f"{'PASS' if c['passed'] else '**FAIL**'} |")
+    for s in summaries:
+        lines.append(f"\n## {s['name']}\n")
+        lines.append(f"**{s['title']}.** {s['claim']}\n")
+        lines.append(f"![{s['name']}]({s['name']}.png)\n")
+        lines.append(f"PDF: [{s['name']}.pdf]({s['name']}.pdf); data: "
+                     f"[data/{s['name']}.csv](data/{s['name']}.csv); "
+                     f"experiment: [experiments/{s['name']}](../experiments/{s['name']}/).")
+    path = out / "README.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
