@@ -54,11 +54,11 @@ def band(ax, frame, x: str, y: str, *, label=None, log: bool = False, confidence
       **line_kwargs: passed to ``ax.plot``.
 
     Returns:
-      The summary frame (``x, mean, low, high, n``).
+      The summary frame (``x, mean, low, high, num_seeds``).
     """
     summary = seed_band(frame, x, y, log=log, confidence=confidence)
     (line,) = ax.plot(summary[x], summary["mean"], label=label, **line_kwargs)
-    if (summary["n"] > 1).any():
+    if (summary["num_seeds"] > 1).any():
         ax.fill_between(summary[x], summary["low"], summary["high"], color=line.get_color(),
                         alpha=0.2, linewidth=0)
     return summary

@@ -68,10 +68,17 @@ def fit_slope(x, y, *, log: bool = True, confidence: float = 0.95) -> Slope:
         raise InvalidInputError("x, y: must be finite")
     if x.size < 3 or np.ptp(x) == 0:
         raise InvalidInputError("x: a slope with an interval needs >= 3 points and 2 distinct x")
-    fit = stats.linregress(x, y)
-    half = stats.t.ppf(0.5 + confidence / 2, x.size - 2) * fit.stderr
-    return Slope(float(fit.slope), float(fit.intercept), float(fit.slope - half),
-                 float(fit.slope + half), float(fit.rvalue**2), int(x.size))
+    dx, dy = x - x.mean(), y - y.mean()
+    sxx = dx @ dx
+    slope = (dx @ dy) / sxx
+    intercept = y.mean() - slope * x.mean()
+    ssr = float(np.sum((dy - slope * dx) ** 2))
+    sst = float(dy @ dy)
+    stderr = np.sqrt(ssr / (x.size - 2) / sxx) if x.size > 2 else np.inf
+    half = stats.t.ppf(0.5 + confidence / 2, max(x.size - 2, 1)) * stderr
+    r2 = 1.0 - ssr / sst if sst > 0 else 1.0
+    return Slope(float(slope), float(intercept), float(slope - half), float(slope + half),
+                 float(r2), int(x.size))
 
 
 def seed_band(frame: pd.DataFrame, x: str, y: str, by=(), *, confidence: float = 0.95,
@@ -86,8 +93,8 @@ def seed_band(frame: pd.DataFrame, x: str, y: str, by=(), *, confidence: float =
       log: average ``log y`` (a geometric mean and band, for quantities on log axes).
 
     Returns:
-      A DataFrame with columns ``by..., x, mean, low, high, n`` (``low == high == mean`` where a
-      group has a single seed).
+      A DataFrame with columns ``by..., x, mean, low, high, num_seeds`` (``low == high ==
+      mean`` where a group has a single seed).
     """
     keys = [*by, x]
     values = np.log(frame[y]) if log else frame[y]
@@ -96,7 +103,8 @@ def seed_band(frame: pd.DataFrame, x: str, y: str, by=(), *, confidence: float =
     count = grouped.count()
     sem = grouped.std(ddof=1).fillna(0.0) / np.sqrt(count)
     half = stats.t.ppf(0.5 + confidence / 2, np.maximum(count - 1, 1)) * sem
-    out = pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half, "n": count})
+    out = pd.DataFrame({"mean": mean, "low": mean - half, "high": mean + half,
+                        "num_seeds": count})
     if log:
         out[["mean", "low", "high"]] = np.exp(out[["mean", "low", "high"]])
     return out.reset_index()
