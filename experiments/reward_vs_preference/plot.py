@@ -1,0 +1,100 @@
+"""Figure of the reward-vs-preference experiment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nlhf_theory.reproduce import subplots
+
+from . import run
+
+FLOOR = 1e-16  # exploitabilities below this (the maximal lottery's ~1e-17) are drawn at it
+
+
+def plot(results, settings):
+    fig, axes = subplots(2, 2, width=4.6, height=3.4)
+    exploitability_panel(axes[0, 0], results, settings)
+    borda_panel(axes[0, 1], results)
+    condorcet_panel(axes[1, 0], results)
+    regret_panel(axes[1, 1], results)
+    fig.tight_layout()
+    return fig
+
+
+def exploitability_panel(ax, results, settings):
+    for i, label in enumerate(settings["intransitive"]):
+        pol = run.policies(results, label).reset_index()
+        color = f"C{i}"
+        bt, reg = pol[pol.policy == "bt"], pol[pol.policy == "regularized_nash"]
+        ax.loglog(bt.beta, bt.exploitability.clip(lower=FLOOR), color=color, marker="o",
+                  markersize=2.5, label=f"{label}: BT")
+        ax.loglog(reg.beta, reg.exploitability.clip(lower=FLOOR), color=color, linestyle="--",
+                  label=r"    Nash $\pi^*_\beta$")
+        greedy = pol[pol.policy == "bt_greedy"].exploitability.iloc[0]
+        ax.axhline(greedy, color=color, linestyle=":", linewidth=0.8)
+    ax.set_ylim(1e-5, 1)
+    ax.set_xlabel(r"KL coefficient $\beta$")
+    ax.set_ylabel(r"exploitability $\max_y (P\pi)(y) - 1/2$")
+    ax.set_title("BT policy vs regularized Nash (uniform $\\pi_{ref}$);\n"
+                 "dotted: BT-greedy, maximal lottery $\\leq 10^{-16}$ (off scale)")
+    ax.legend(ncol=2, fontsize=5.5)
+
+
+def borda_panel(ax, results):
+    rewards = results[(results.part == "game") & (results.kind == "reward")]
+    for i, ((label, behaviour), rows) in enumerate(rewards.groupby(["game", "behaviour"],
+                                                                   sort=False)):
+        ax.plot(rows.borda, rows.reward, marker="o" if behaviour == "uniform" else "^",
+                linestyle="-", linewidth=0.6, markersize=3.5, color=f"C{i // 2}",
+                label=f"{label} [{behaviour}]")
+    mix = results[results.kind == "mixture"]
+    kendall = mix.groupby("behaviour").kendall_borda.min().to_dict()
+    ax.set_xlabel(r"Borda count $B_\mu(y) = \sum_{y'} \mu(y') P(y \succ y')$")
+    ax.set_ylabel(r"population BT reward $r(y)$ (mean-centred)")
+    ax.set_title("BT reward is increasing in the Borda count\n(random mixtures: min Kendall "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in kendall.items()) + ")")
+    ax.legend(fontsize=5)
+
+
+def condorcet_panel(ax, results):
+    labels = ["E5 (ii) (a, c, d)", "condorcet_winner"]
+    names = {"E5 (ii) (a, c, d)": ["a", "c", "d"], "condorcet_winner": ["a", "b", "c"]}
+    width = 0.27
+    offset = 0
+    ticks, ticklabels = [], []
+    for label in labels:
+        pol = run.policies(results, label)
+        r = run.rewards(results, label)
+        bt = run.probs(pol.loc[("bt_greedy", 0.0)])
+        nash = run.probs(pol.loc[("maximal_lottery", 0.0)])
+        borda = results[(results.part == "game") & (results.game == label)
+                        & (results.behaviour == "uniform") & (results.kind == "reward")]
+        x = offset + np.arange(3)
+        ax.bar(x - width, r, width, color="C0", label="BT reward" if offset == 0 else None)
+        ax.bar(x, borda.sort_values("response").borda - 0.5, width, color="C2",
+               label=r"Borda $- 1/2$" if offset == 0 else None)
+        ax.bar(x + width, nash, width, color="C3", label="maximal lottery (Nash)"
+               if offset == 0 else None)
+        chosen = int(np.argmax(bt))
+        ax.annotate("BT-greedy", (x[chosen] - width, r[chosen]), xytext=(0, 3),
+                    textcoords="offset points", ha="center", fontsize=6)
+        ticks += list(x)
+        ticklabels += [f"{n}\n{label.split(' ')[0]}" for n in names[label]]
+        offset += 4
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(ticks, ticklabels, fontsize=6)
+    ax.set_ylabel("reward / Borda - 1/2 / probability")
+    ax.set_title("Condorcet winner vs BT/Borda winner")
+    ax.legend(fontsize=6)
+
+
+def regret_panel(ax, results):
+    regret = results[(results.kind == "regret") & (results.beta > 0)]
+    names = {"bt": "BT policy", "nash": r"Nash $\pi^*_\beta$"}
+    for (k, name), rows in regret.groupby(["type", "policy"]):
+        ax.loglog(rows.beta, rows.regret.clip(lower=FLOOR), color=f"C{int(k)}",
+                  linestyle="-" if name == "bt" else "--", label=f"type {int(k)}: {names[name]}")
+    ax.set_xlabel(r"KL coefficient $\beta$")
+    ax.set_ylabel(r"regret $J_k(\pi_k^*) - J_k(\pi)$ of annotator type $k$")
+    ax.set_title("annotator_mixture: per-type regret")
+    ax.legend(fontsize=6)
