@@ -6,6 +6,7 @@ import numpy as np
 
 from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import Algorithm, PolicyState, float64_mode
+from nlhf_theory.algorithms._coverage import expected_counts, linear_coverage_coefficient
 from nlhf_theory.algorithms._equilibrium_learning import (
     coverage_coefficient,
     greedy_mle_nash,
@@ -110,11 +111,13 @@ __all__ = [
     "dno",
     "dpo",
     "egpo",
+    "expected_counts",
     "float64_mode",
     "greedy_mle_nash",
     "inpo",
     "ipo",
     "ipo_md",
+    "linear_coverage_coefficient",
     "mpo",
     "nash_md",
     "nash_md_pg",
