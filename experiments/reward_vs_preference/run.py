@@ -15,20 +15,17 @@ Claims checked (README.md beside this file gives the derivations):
 
 Cells: one per (game, behaviour); one for the per-type regrets of the annotator mixture; one per
 behaviour for random hidden-context mixtures (instances vectorized as prompts); one per game for
-the finite-sample MAP fits (seeds vmapped). Rows carry a ``kind`` column.
+the finite-sample MAP fits (seeds vectorized). Rows carry a ``kind`` column.
 """
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pandas as pd
 from scipy.special import expit, logsumexp
 from scipy.stats import rankdata
 
 import nlhf_theory as nt
-from nlhf_theory.algorithms._equilibrium_learning import dataset_counts
-from nlhf_theory.algorithms._offline import sample_dataset
 from nlhf_theory.reproduce import Check, fit_slope
 
 
@@ -160,18 +157,22 @@ def mixture_frame(instances, types, responses, reward_scale, seed, behaviour) ->
     })
 
 
-# (b): finite-sample MAP fits, seeds vmapped ---------------------------------------------------
+# (b): finite-sample MAP fits, seeds vectorized (sampling) and vmapped (the fit) ---------------
 def sample_counts(game, num_pairs: int, seeds: int, seed: int):
-    """Comparison statistics ``(W, N)`` of ``seeds`` datasets of ``num_pairs`` uniform pairs."""
-    mu = np.full_like(game.pi_ref, 1.0 / game.num_responses)
-    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), num_pairs), seeds)
+    """Comparison statistics ``(W, N)`` of ``seeds`` datasets of ``num_pairs`` uniform pairs.
 
-    def draw(key):
-        data = sample_dataset(game, key, num_pairs, mu)
-        return dataset_counts(data, game.num_prompts, game.num_responses)
-
-    wins, counts = jax.vmap(draw)(keys)
-    return np.asarray(wins, np.float64), np.asarray(counts, np.float64)
+    Vectorized over seeds with numpy: ``y, y' ~ U(Y)`` independently, label ``1[y beats y']
+    ~ Bernoulli(P[y, y'])`` (one prompt), from ``default_rng([seed, num_pairs])``.
+    """
+    Y = game.num_responses
+    rng = np.random.default_rng([seed, num_pairs])
+    a, b = rng.integers(0, Y, size=(2, seeds, num_pairs))
+    won = rng.random((seeds, num_pairs)) < game.P[0][a, b]
+    index = np.arange(seeds)[:, None] * Y * Y + a * Y + b
+    first = np.bincount(index.ravel(), won.ravel(), seeds * Y * Y).reshape(seeds, 1, Y, Y)
+    pairs = np.bincount(index.ravel(), None, seeds * Y * Y).reshape(seeds, 1, Y, Y)
+    counts = pairs + np.swapaxes(pairs, -1, -2)
+    return first + np.swapaxes(pairs - first, -1, -2), counts
 
 
 def finite_sample_frame(game, num_pairs, seeds: int, ridge: float, seed: int) -> pd.DataFrame:
