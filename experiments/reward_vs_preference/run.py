@@ -350,7 +350,8 @@ def golden_checks(results, settings) -> list[Check]:
                      and nash[gold["nash_index"]] >= 1 - 1e-10))
     h2h = pol.loc[("bt_greedy", 0.0)].nash_win_rate
     out.append(Check("E5 (ii): P(Nash > BT-greedy)", f"{h2h:.4f}",
-                     f"{gold['nash_vs_greedy']} +- 1e-3", abs(h2h - gold["nash_vs_greedy"]) <= 1e-3))
+                     f"{gold['nash_vs_greedy']} +- 1e-3",
+                     abs(h2h - gold["nash_vs_greedy"]) <= 1e-3))
     predicted = float(expit(r[2] - r[1]))
     out.append(Check("E5 (ii): the BT model's P(d > c) (the wrong direction)", f"{predicted:.4f}",
                      f"{gold['bt_predicted_d_over_c']} +- 1e-3",
