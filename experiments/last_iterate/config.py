@@ -45,13 +45,15 @@ SAIL_PR = {"gamma": 0.3, "g": 1.0}
 #: ``L = max |P - 1/2|`` bound used by the mirror step (any preference game).
 PAYOFF_BOUND = 0.5
 
-#: Classification of a trajectory, fixed before any run: W = the last ``window`` of the
-#: recorded steps; a metric m "reaches 0" when max_W m <= reached * m(step 0) (Nash-MD's
-#: slowest claimed rate, 1/T, gives 1/T <= 5e-4 < 1e-3 at T >= 2000 steps); the last iterate
-#: when several targets are reached (they nearly coincide at small beta on Bradley-Terry
-#: games) the label is the one with the smallest ratio; the last iterate "cycles" when its exploitability in W changes direction >= ``turns`` times with amplitude
-#: log10(max_W / min_W) >= ``amplitude``; it is "slow" when the duality gap still falls by
-#: >= ``amplitude`` decades across W; "elsewhere" otherwise (stationary, at neither target).
+#: Classification of a trajectory (thresholds fixed before the first run; two rules were
+#: refined after it, see README.md): W = the last ``window`` of the recorded steps; a metric
+#: m "reaches 0" when max_W m <= reached * m(step 0) (Nash-MD's slowest claimed rate, 1/T,
+#: gives 1/T <= 5e-4 < 1e-3 at T >= 2000 steps); when several targets are reached (they
+#: nearly coincide at small beta on Bradley-Terry games) the label is the one with the
+#: smallest ratio; otherwise the last iterate "cycles" when its exploitability in W changes
+#: direction >= ``turns`` times with amplitude log10(max_W / min_W) >= ``amplitude``; it is
+#: "slow" when the duality gap or the exploitability still falls by >= ``amplitude`` decades
+#: across W; "elsewhere" otherwise (stationary, at no target).
 CLASSIFY = {"window": 0.2, "reached": 1e-3, "turns": 2, "amplitude": 0.1, "floor": 1e-300}
 
 #: Rate fits: the linear-rate fit uses the steps with gap in [low, high * gap(0)] (the

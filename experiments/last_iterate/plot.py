@@ -27,7 +27,7 @@ def _gap_panels(axes, results, games, betas, methods):
                 ax.semilogy(curve.step, np.maximum(curve.duality_gap, FLOOR), color=f"C{k}",
                             linewidth=1.0, label=method)
             ax.set_ylim(FLOOR / 2, 2.0)
-            ax.set_title(f"{game}, beta = {beta:g}")
+            ax.set_title(f"{game}\nbeta = {beta:g}")
             ax.set_xlabel("iteration t")
             if j == 0:
                 ax.set_ylabel("duality gap of pi_t (clipped 1e-16)")
@@ -59,7 +59,7 @@ def plot(results, settings):
     methods = list(settings["methods"])
     fig, axes = subplots(len(games) + 2, len(betas), width=3.6, height=2.6)
     _gap_panels(axes, results, games, betas, methods)
-    axes[0, -1].legend(loc="upper right", ncol=2)
+    axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="method")
     grid = axes[0, 0].get_gridspec()
     for ax in axes[-2:, :].flat:
         ax.remove()

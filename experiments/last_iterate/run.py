@@ -144,9 +144,10 @@ def classify(run: pd.DataFrame, thresholds: dict) -> str:
     expl = np.log10(np.maximum(window.exploitability.to_numpy(), floor))
     if _turns(expl) >= thresholds["turns"] and np.ptp(expl) >= thresholds["amplitude"]:
         return "cycles"
-    gap = np.log10(np.maximum(window.duality_gap.to_numpy(), floor))
-    if gap[0] - gap[-1] >= thresholds["amplitude"]:
-        return "slow"
+    for column in ("duality_gap", "exploitability"):  # still falling toward either target
+        values = np.log10(np.maximum(window[column].to_numpy(), floor))
+        if values[0] - values[-1] >= thresholds["amplitude"]:
+            return "slow"
     return "elsewhere"
 
 
@@ -157,23 +158,50 @@ def documented_target(method: str) -> str:
     return algorithm.target
 
 
-def coinciding(spec: dict, beta: float, thresholds: dict) -> set:
-    """Other labels the RLHF optimum of a Bradley-Terry game also earns at ``beta``.
+def nash_md_pg_stationary(game: nt.PreferenceGame, beta: float, mixture: float,
+                          iterations: int = 20000, damping: float = 0.1):
+    """Nash-MD-PG(m)'s stationary point ``pi = softmax(log pi_ref + P pi_mix / beta)``, with
+    ``pi_mix ∝ pi^{1-m} pi_ref^m`` (Calandriello et al. 2024, Sec. 4), by damped fixed-point
+    iteration; None when the iteration has not converged (residual above 1e-10)."""
+    log_ref = np.log(game.pi_ref)
+    pi = game.pi_ref.copy()
 
-    At small beta the RLHF optimum, pi*_beta and the maximal lottery (the dominant response)
-    coincide to within the classification's resolution, so a trajectory reaching one reaches
-    all of them.
+    def image(pi):
+        mix = np.exp((1 - mixture) * np.log(pi) + mixture * log_ref)
+        mix /= mix.sum(-1, keepdims=True)
+        logits = log_ref + np.einsum("xij,xj->xi", game.P, mix) / beta
+        out = np.exp(logits - logits.max(-1, keepdims=True))
+        return out / out.sum(-1, keepdims=True)
+
+    for _ in range(iterations):
+        pi = (1 - damping) * pi + damping * image(pi)
+    return pi if np.abs(image(pi) - pi).max() <= 1e-10 else None
+
+
+def aliases(label: str, spec: dict, beta: float, thresholds: dict) -> set:
+    """``label`` and the other labels a policy exactly at that target would also earn.
+
+    Targets closer than the classification's resolution (e.g. pi*_beta, the maximal lottery
+    and the RLHF optimum of a Bradley-Terry game at small beta) cannot be told apart, so a
+    trajectory reaching one may be labelled with another.
     """
     game = make(spec)
-    optimum = reward_optimum(spec, game, beta)
-    out = set()
-    if nt.duality_gap(game, optimum, beta) <= thresholds["reached"] * nt.duality_gap(
-            game, game.pi_ref, beta):
-        out.add("pi*_beta")
-    if nt.exploitability(game, optimum) <= thresholds["reached"] * nt.exploitability(
-            game, game.pi_ref):
-        out.add("maximal lottery")
-    return out
+    policies = {"pi*_beta": nt.solve_regularized_nash(game, beta).policy,
+                "maximal lottery": nt.solve_nash(game).policy}
+    if "reward" in spec:
+        policies["RLHF optimum"] = reward_optimum(spec, game, beta)
+    if label == "elsewhere":  # Nash-MD-PG(m)'s own stationary point
+        policies["elsewhere"] = nash_md_pg_stationary(game, beta, config.NASH_MD_PG_MIXTURE)
+    policy = policies.get(label)
+    if policy is None:
+        return {label}
+    metrics = {"pi*_beta": lambda p: nt.duality_gap(game, p, beta),
+               "maximal lottery": lambda p: nt.exploitability(game, p)}
+    if "RLHF optimum" in policies:
+        metrics["RLHF optimum"] = lambda p: float(np.abs(p - policies["RLHF optimum"]).sum(-1)
+                                                  @ game.prompt_weights)
+    return {label} | {other for other, metric in metrics.items()
+                      if metric(policy) <= thresholds["reached"] * metric(game.pi_ref)}
 
 
 def expected(method: str, spec: dict, beta: float, thresholds: dict) -> set:
@@ -182,14 +210,16 @@ def expected(method: str, spec: dict, beta: float, thresholds: dict) -> set:
     has_reward = "reward" in spec
     if target == "regularized_nash":
         # Nash-MD-PG's target is pi*_beta only for mixture 0; else its own stationary point
-        return {"elsewhere"} if method == "nash_md_pg" else {"pi*_beta"}
-    if target == "nash":
-        return {"maximal lottery"}
-    if target == "none":  # a Bradley-Terry game has a dominant response: MWU converges to it
-        return {"maximal lottery"} if has_reward else {"cycles"}
-    if method == "online_dpo" and has_reward:
-        return {"RLHF optimum"} | coinciding(spec, beta, thresholds)
-    return set(LABELS) - {"pi*_beta"}  # reward-based: not pi*_beta (Calandriello Thm. F.6)
+        base = "elsewhere" if method == "nash_md_pg" else "pi*_beta"
+    elif target == "nash":
+        base = "maximal lottery"
+    elif target == "none":  # a Bradley-Terry game has a dominant response: MWU converges to it
+        base = "maximal lottery" if has_reward else "cycles"
+    elif method == "online_dpo" and has_reward:
+        base = "RLHF optimum"
+    else:  # reward-based methods: not pi*_beta (Calandriello et al. Thm. F.6)
+        return set(LABELS) - {"pi*_beta"}
+    return aliases(base, spec, beta, thresholds)
 
 
 def summary(results: pd.DataFrame, settings: dict) -> pd.DataFrame:
