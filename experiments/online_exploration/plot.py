@@ -19,7 +19,7 @@ def reference_line(ax, x, anchor_x, anchor_y, slope, label):
 
 
 def plot(results, settings):
-    fig, axes = subplots(1, 2, width=4.0, height=3.6)
+    fig, axes = subplots(1, 2, width=4.0, height=3.4, gridspec_kw={"wspace": 0.35})
     d, fit_from = settings["main_dim"], settings["fit_from"]
     ax = axes[0, 0]
     for enhancer in settings["enhancers"]:
@@ -36,7 +36,7 @@ def plot(results, settings):
     ax.set_xlabel("comparisons n (rounds x batch size)")
     ax.set_ylabel("main agent's suboptimality (gap / 2)\n(geometric mean over seeds, 95% band)")
     ax.set_title(f"(a) vs samples, d = {d}")
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
 
     ax = axes[0, 1]
     budget = settings["rounds"] * settings["batch_size"]
@@ -58,5 +58,5 @@ def plot(results, settings):
     ax.set_xlabel("feature dimension d of the fitted linear class")
     ax.set_ylabel(f"suboptimality at n = {budget} (gap / 2)")
     ax.set_title(f"(b) vs feature dimension, n = {budget}")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
     return fig
