@@ -158,6 +158,23 @@ def cell_key(cell: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def code_version(experiment: Experiment) -> str:
+    """A fingerprint of the code that computes an experiment's cells.
+
+    The SHA-256 (first 12 hex digits) of the package version and of every Python module of the
+    experiment folder but ``plot.py`` (a changed figure reuses the results). Cells are stored
+    under it, so editing ``run.py`` never reuses results computed by the old code; a change
+    inside the library itself is not seen: pass ``fresh=True`` (``--fresh``) after one.
+    """
+    from nlhf_theory import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(experiment.path.glob("*.py")):
+        if path.name != "plot.py":
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 class CellStore:
     """Finished cells of one experiment and mode, one CSV file each, written atomically."""
 
@@ -195,7 +212,7 @@ def run_experiment(experiment: Experiment, *, mode: str = "quick", out="paper_fi
       experiment: from :func:`load_experiment`.
       mode: ``"quick"`` or ``"full"``.
       out: output folder (figures, ``data/``, ``README.md``; finished cells in
-        ``.cells/<mode>/<name>/``).
+        ``.cells/<mode>/<name>/<code version>/``, see :func:`code_version`).
       fresh: discard the stored cells of this experiment and mode first.
       progress: show a progress bar over cells.
 
@@ -204,7 +221,7 @@ def run_experiment(experiment: Experiment, *, mode: str = "quick", out="paper_fi
     """
     settings = experiment.settings(mode)
     out = Path(out)
-    store = CellStore(out / ".cells" / mode / experiment.name)
+    store = CellStore(out / ".cells" / mode / experiment.name / code_version(experiment))
     if fresh and store.root.is_dir():
         for path in store.root.glob("*.csv"):
             path.unlink()

@@ -12,6 +12,7 @@ from nlhf_theory.cli import main
 from nlhf_theory.reproduce import (
     CellStore,
     cell_key,
+    code_version,
     experiments_dir,
     list_experiments,
     load_experiment,
@@ -123,7 +124,7 @@ def test_resumes_only_unfinished_cells_after_a_kill(toy, tmp_path, monkeypatch):
     monkeypatch.setenv("TOY_CRASH_AT", "100")
     with pytest.raises(KeyboardInterrupt):
         reproduce(["toy_a"], experiments=toy, out=out, progress=False, log=None)
-    store = out / ".cells" / "quick" / "toy_a"
+    store = out / ".cells" / "quick" / "toy_a" / code_version(load_experiment("toy_a", toy))
     assert len(list(store.glob("*.csv"))) == 1          # the finished cell was kept
     assert not list(store.glob("*.tmp"))                # and nothing half-written
     (store / "garbage.tmp").write_text("partial")      # a stray temporary is ignored
@@ -136,6 +137,19 @@ def test_resumes_only_unfinished_cells_after_a_kill(toy, tmp_path, monkeypatch):
     fresh = reproduce(["toy_a"], experiments=toy, out=tmp_path / "again", fresh=True,
                       progress=False, log=None)[0]
     pd.testing.assert_frame_equal(outcome.results, fresh.results)
+
+
+def test_edited_experiment_code_does_not_reuse_old_cells(toy, tmp_path):
+    out = tmp_path / "figs"
+    reproduce(["toy_a"], experiments=toy, out=out, progress=False, log=None)
+    plot = toy / "toy_a" / "plot.py"
+    plot.write_text(plot.read_text() + "\n# a changed figure\n")
+    (outcome,) = reproduce(["toy_a"], experiments=toy, out=out, progress=False, log=None)
+    assert outcome.computed == 0                         # a figure change reuses the results
+    run = toy / "toy_a" / "run.py"
+    run.write_text(run.read_text() + "\n# a changed computation\n")
+    (outcome,) = reproduce(["toy_a"], experiments=toy, out=out, progress=False, log=None)
+    assert outcome.computed == 2                         # new code, new results
 
 
 def test_outputs_are_byte_identical_across_runs(toy, tmp_path):
