@@ -29,6 +29,7 @@ def _gap_panels(axes, results, games, betas, methods):
             ax.set_ylim(FLOOR / 2, 2.0)
             ax.set_title(f"{game}\nbeta = {beta:g}")
             ax.set_xlabel("iteration t")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
             if j == 0:
                 ax.set_ylabel("duality gap of pi_t (clipped 1e-16)")
 

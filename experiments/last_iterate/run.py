@@ -13,6 +13,7 @@ integer hyper-parameters): one vmapped, jit-compiled computation.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -159,7 +160,7 @@ def documented_target(method: str) -> str:
 
 
 def nash_md_pg_stationary(game: nt.PreferenceGame, beta: float, mixture: float,
-                          iterations: int = 20000, damping: float = 0.1):
+                          iterations: int = 3000, damping: float = 0.3):
     """Nash-MD-PG(m)'s stationary point ``pi = softmax(log pi_ref + P pi_mix / beta)``, with
     ``pi_mix ∝ pi^{1-m} pi_ref^m`` (Calandriello et al. 2024, Sec. 4), by damped fixed-point
     iteration; None when the iteration has not converged (residual above 1e-10)."""
@@ -178,6 +179,9 @@ def nash_md_pg_stationary(game: nt.PreferenceGame, beta: float, mixture: float,
     return pi if np.abs(image(pi) - pi).max() <= 1e-10 else None
 
 
+_ALIASES = {}
+
+
 def aliases(label: str, spec: dict, beta: float, thresholds: dict) -> set:
     """``label`` and the other labels a policy exactly at that target would also earn.
 
@@ -185,6 +189,13 @@ def aliases(label: str, spec: dict, beta: float, thresholds: dict) -> set:
     and the RLHF optimum of a Bradley-Terry game at small beta) cannot be told apart, so a
     trajectory reaching one may be labelled with another.
     """
+    key = (label, json.dumps(spec, sort_keys=True), beta, thresholds["reached"])
+    if key not in _ALIASES:
+        _ALIASES[key] = _aliases(label, spec, beta, thresholds)
+    return _ALIASES[key]
+
+
+def _aliases(label, spec, beta, thresholds):
     game = make(spec)
     policies = {"pi*_beta": nt.solve_regularized_nash(game, beta).policy,
                 "maximal lottery": nt.solve_nash(game).policy}
@@ -294,9 +305,9 @@ def checks(results: pd.DataFrame, settings: dict) -> list[Check]:
                         "sppo", {"cycles"}, games=intransitive)
     sppo = _labels(table, "sppo", games=intransitive)
     if not sppo.empty:
-        bound = [math.sqrt(math.log(make(next(g for grp in settings["game_groups"]
-                                              for k, g in grp.items() if k == r.game))
-                                     .num_responses) / (2 * r.steps)) for r in sppo.itertuples()]
+        specs = {k: v for group in settings["game_groups"] for k, v in group.items()}
+        bound = [math.sqrt(math.log(make(specs[r.game]).num_responses) / (2 * r.steps))
+                 for r in sppo.itertuples()]
         ratio = (sppo.avg_exploitability_end / np.array(bound)).max()
         out.append(Check("SPPO's average iterate converges: exploitability(avg) = regret / T <= "
                          "sqrt(ln Y / (2T)) (Hedge bound, step sqrt(8 ln Y / T))",
