@@ -33,6 +33,10 @@ def plot(results, settings):
     reference_line(ax, line_x, start.samples, start["mean"], -0.5, r"$n^{-1/2}$ (Thm. 2)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ticks = [t for t in (50, 100, 200, 500, 1000, 2000, 5000)
+             if results.samples[results.samples > 0].min() <= t <= results.samples.max()]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("comparisons n (rounds x batch size)")
     ax.set_ylabel("main agent's suboptimality (gap / 2)\n(geometric mean over seeds, 95% band)")
     ax.set_title(f"(a) vs samples, d = {d}")
