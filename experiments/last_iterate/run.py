@@ -73,7 +73,7 @@ def cells(settings: dict) -> list[dict]:
             num_responses = make(next(iter(group.values()))).num_responses
             for betas, steps in settings["beta_sets"]:
                 by_shared = {}
-                only = settings.get("betas_of", {}).get(method, betas)
+                only = settings["betas_of"].get(method, betas)
                 for beta in [b for b in betas if b in only]:
                     hp = hyperparameters(method, beta, steps, num_responses)
                     shared = {k: v for k, v in hp.items() if isinstance(v, int)}

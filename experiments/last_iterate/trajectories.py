@@ -23,7 +23,7 @@ def _stack(trees):
 
 
 def _kl(p, q):
-    """``sum_x d0 KL(p || q)`` per prompt row (0 log 0 = 0)."""
+    """``KL(p || q)`` per prompt (row), with 0 log 0 = 0."""
     safe = jnp.where(p > 0, p, 1.0)
     return jnp.sum(jnp.where(p > 0, p * (jnp.log(safe) - jnp.log(q)), 0.0), -1)
 
