@@ -156,7 +156,7 @@ def nash_md(beta, learning_rate=None, *, form: str = "mirror", inner_steps: int 
     beta = positive(beta, "beta")
     if learning_rate is not None:
         eta = positive(learning_rate, "learning_rate")
-        if not traced(eta) and eta * beta > 1:
+        if not (traced(eta) or traced(beta)) and eta * beta > 1:
             raise InvalidInputError(
                 f"learning_rate: Nash-MD needs learning_rate * beta <= 1, got {eta * beta:g}")
 
@@ -201,7 +201,7 @@ def inpo(beta, learning_rate, *, form: str = "mirror", inner_steps: int = 200,
     """
     beta = positive(beta, "beta")
     eta = positive(learning_rate, "learning_rate")
-    if not traced(eta) and eta * beta > 1:
+    if not (traced(eta) or traced(beta)) and eta * beta > 1:
         raise InvalidInputError(
             f"learning_rate: INPO needs learning_rate * beta <= 1, got {eta * beta:g}")
 
@@ -293,7 +293,7 @@ def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner
     ``period`` steps: ``pi_{t+1} ∝ pi_t^{1 - eta beta} rho^{eta beta} exp(eta P(y > pi_t))``."""
     beta = positive(beta, "beta")
     eta = positive(learning_rate, "learning_rate")
-    if not traced(eta) and eta * beta > 1:
+    if not (traced(eta) or traced(beta)) and eta * beta > 1:
         raise InvalidInputError(
             f"learning_rate: needs learning_rate * beta <= 1, got {eta * beta:g}")
     period = positive_int(period, "period")

@@ -1,5 +1,7 @@
 """Hyper-parameter sweeps run in the same vmapped computation as the seeds."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -35,3 +37,12 @@ def test_sweep_values_are_checked():
     with pytest.raises(nt.InvalidInputError, match="sweep"):
         nt.run("inpo", GAME, beta=0.1, steps=5, learning_rate=1.0,
                sweep={"learning_rate": [1.0]})
+
+
+@pytest.mark.parametrize("name", ["inpo", "mpo", "nash_md"])
+def test_beta_may_be_traced_with_a_concrete_learning_rate(name):
+    game = nt.make_game("comal_cyclic")
+    factory = nt.ALGORITHMS[name]
+    states = jax.vmap(lambda b: factory(b, 0.5).init(game, jax.random.key(0)))(
+        jnp.array([0.1, 0.2]))
+    assert states.logits.shape == (2, 1, 3)
