@@ -23,6 +23,7 @@ import pandas as pd
 from scipy.special import xlogy
 
 import nlhf_theory as nt
+from nlhf_theory.algorithms._base import float64_mode
 from nlhf_theory.reproduce import Check
 
 METHODS = ("map", "pessimistic")
@@ -78,9 +79,10 @@ def fit_rewards(cell: dict, inst: dict) -> tuple[np.ndarray, np.ndarray]:
     keys = jax.random.split(jax.random.PRNGKey(0), cell["seeds"])
     per_seed = jax.vmap(one, in_axes=(0, 0, 0, 0, None, 0))
     per_kappa = jax.vmap(per_seed, in_axes=(None, None, None, None, 0, None))
-    arrays = [jnp.asarray(a, jnp.float32) for a in (P, inst["pi_ref"], behaviour, inst["phi"],
-                                                     weights)]
-    fitted, pessimistic = jax.jit(per_kappa)(*arrays, keys)
+    with float64_mode():  # the posterior precision is ill-conditioned (prior precision 0.01)
+        arrays = [jnp.asarray(a, jnp.float64) for a in (P, inst["pi_ref"], behaviour,
+                                                         inst["phi"], weights)]
+        fitted, pessimistic = jax.jit(per_kappa)(*arrays, keys)
     return np.asarray(fitted, np.float64), np.asarray(pessimistic, np.float64)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import optimize
 
 import nlhf_theory as nt
+from nlhf_theory.algorithms._base import float64_mode
 from nlhf_theory.reproduce import Check
 
 #: Gao et al.'s functional forms of the gold reward gain against d = sqrt(KL) (their eq. 1-2).
@@ -58,8 +59,9 @@ def fit_proxies(game, phi, num_pairs, seeds: int, ridge: float, steps: int) -> n
         fit = jax.vmap(lambda w, c: nt.fit_bt_reward(w, c, phi, ridge, steps))(wins, counts)
         return fit.reward[:, 0]
 
-    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-    proxies = jax.jit(jax.vmap(one_seed))(keys)  # (seeds, len(N), Y)
+    with float64_mode():  # float64 fits: identical whatever the batch of (N, seed)
+        keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+        proxies = jax.jit(jax.vmap(one_seed))(keys)  # (seeds, len(N), Y)
     return np.swapaxes(np.asarray(proxies, dtype=np.float64), 0, 1)
 
 
