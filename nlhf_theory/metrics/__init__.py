@@ -10,14 +10,28 @@ from nlhf_theory.metrics._metrics import (
     suboptimality,
     win_rate,
 )
+from nlhf_theory.metrics._sail_metrics import (
+    SlotCost,
+    chosen_policy,
+    empirical_chosen_policy,
+    implicit_reward_margin,
+    sail_slot_cost,
+    win_rate_vs_chosen,
+)
 
 __all__ = [
+    "SlotCost",
     "best_response",
+    "chosen_policy",
     "duality_gap",
+    "empirical_chosen_policy",
     "exploitability",
     "game_value",
+    "implicit_reward_margin",
     "kl_to_ref",
     "reward_optimal_policy",
+    "sail_slot_cost",
     "suboptimality",
     "win_rate",
+    "win_rate_vs_chosen",
 ]
