@@ -102,7 +102,7 @@ def comparison_counts(game, key, num_pairs, behaviour=None):
 
 
 def fit_bt_reward(wins, counts, phi, ridge: float = 1.0, steps: int = 25) -> RewardFit:
-    """Bradley-Terry MAP reward: ``argmax_theta sum log sigma(r(y_w) - r(y_l)) - ridge |theta|^2/2``.
+    """Bradley-Terry MAP reward: ``argmax sum log sigma(r(y_w) - r(y_l)) - ridge |theta|^2 / 2``.
 
     The reward is ``r(x, y) = theta . phi(x, y)``; the fit is the logistic regression of the
     comparison counts on ``psi = phi(x, y) - phi(x, y')`` (each unordered pair once), i.e. the

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from matplotlib.ticker import NullFormatter
+
 from nlhf_theory.reproduce import band, subplots
 
 from . import run
 
+#: Delta J >= 0 exactly; values below this floor (0 on prompts where both greedy policies
+#: agree) are clipped for the log axis.
+FLOOR = 1e-6
 ERRORS = {"error_in": "in distribution", "error_unseen_responses": "unseen responses",
           "error_unseen_prompts": "unseen prompts"}
 
@@ -19,6 +24,9 @@ def plot(results, settings):
         band(ax, errors, "kappa", column, label=label, marker="o", markersize=3, log=True)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    kappas = sorted(errors.kappa.unique())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(kappas, [f"{k:g}" for k in kappas])
     ax.set_xlabel(r"prompt coverage $\kappa$")
     ax.set_ylabel("centred pair error of $\\hat r$ (geom. mean over seeds)")
     ax.set_title("BT MAP reward error")
@@ -33,12 +41,13 @@ def plot(results, settings):
                 part = results[(results.method == method) & (results.kappa == kappa)]
                 if part[split].isna().all():
                     continue
-                band(ax, part, "beta", split, color=colors[kappa], linestyle=style, log=True,
+                part = part.assign(**{split: part[split].clip(lower=FLOOR)})
+                band(ax, part, "beta", split, color=colors[kappa], linestyle=style,
                      label=rf"$\kappa$={kappa:g}" if method == "map" else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(r"KL coefficient $\beta$")
-        ax.set_ylabel(r"$J(\pi^*_\beta) - J(\pi_\beta)$ (geom. mean over seeds)")
+        ax.set_ylabel(r"$J(\pi^*_\beta) - J(\pi_\beta)$ (mean over seeds)")
         ax.set_title(rf"$\Delta J(\beta)$, {title} (solid: MAP, dashed: LCB)")
         ax.legend()
     fig.tight_layout()

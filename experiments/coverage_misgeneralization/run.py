@@ -157,6 +157,7 @@ def nanmean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 # Analysis -----------------------------------------------------------------------------------
 def seed_mean(results: pd.DataFrame, column: str, by) -> pd.Series:
+    """Mean of ``column`` over seeds, indexed by the columns ``by``."""
     return results.groupby(list(by), sort=True)[column].mean()
 
 

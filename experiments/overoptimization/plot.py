@@ -24,16 +24,16 @@ def plot(results, settings):
         part = results[results.path == path]
         for size, frame in part.groupby("num_pairs", sort=True):
             frame = with_mean_d(frame)
-            band(ax, frame, "d_mean", "gold_gain", color=colors[size], label=f"gold, N={size}")
             alpha, beta, r2 = run.fit_form(path, run.mean_curve(frame))
+            band(ax, frame, "d_mean", "gold_gain", color=colors[size],
+                 label=rf"N={size}, fit $R^2$ {r2:.2f}")
             grid = np.linspace(1e-3, frame.d_mean.max(), 200)
-            ax.plot(grid, run.FORMS[path](grid, alpha, beta), ":", color=colors[size],
-                    label=rf"fit, $R^2$={r2:.2f}")
+            ax.plot(grid, run.FORMS[path](grid, alpha, beta), ":", color=colors[size])
         ax.axhline(0.0, color="gray", lw=0.6)
         ax.set_xlabel(r"$d = \sqrt{KL(\pi \| \pi_{ref})}$")
         ax.set_ylabel(r"gold reward gain $E_\pi r^* - E_{\pi_{ref}} r^*$")
-        ax.set_title(f"{LABELS[path]}: gold reward (95% band over seeds)")
-        ax.legend(ncol=2, loc="lower left")
+        ax.set_title(f"{LABELS[path]}: gold reward (dotted: Gao et al.'s fit)")
+        ax.legend(loc="lower left", fontsize=6)
     ax = axes[1, 0]
     for path, style in zip(run.PATHS, ("-", "--")):
         part = results[results.path == path]
