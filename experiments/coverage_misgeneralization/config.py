@@ -15,8 +15,9 @@ CLAIM = ("A Bradley-Terry MAP reward fitted on comparisons that cover only a fra
 #: features per prompt and q = rank / (Y - 1) scaling ``rare`` features (traits of responses
 #: pi_ref seldom produces), gold reward r* = theta* . phi with theta* ~ N(0, I) (realizable).
 #: Data: ``num_pairs`` comparisons on the first ceil(kappa X) prompts (uniformly), both
-#: responses drawn from pi_ref restricted to its ``top_k`` responses. Reward: BT MAP (prior precision ``ridge``), and its lower confidence
-#: bound with ``confidence`` Laplace-posterior standard deviations of r(x, y) - E_ref r(x, .).
+#: responses drawn from pi_ref restricted to its ``top_k`` responses. Reward: BT MAP (prior
+#: precision ``ridge``), and its lower confidence bound with ``confidence`` Laplace-posterior
+#: standard deviations of r(x, y) - E_ref r(x, .).
 #: ``asymptote_band``: the band on Delta J / (E_x Var_ref(r_hat - r*) / (2 beta)) at the
 #: largest beta (first-order expansion in 1/beta).
 QUICK = {
