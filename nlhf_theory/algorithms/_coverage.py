@@ -19,7 +19,7 @@ MAX_OPPONENTS = 2**20
 
 
 def expected_counts(behaviour, prompt_weights=None):
-    """Population comparison design of a behaviour policy: ``N[x, a, b] ∝ d0(x) 2 mu(a|x) mu(b|x)``.
+    """Population design of a behaviour policy: ``N[x, a, b] ∝ d0(x) 2 mu(a|x) mu(b|x)``.
 
     The expected counts of comparisons ``a, b ~ mu(. | x)`` per comparison drawn, symmetrized
     as the learners store them (``N[x, a, b] = N[x, b, a]``); the diagonal holds the ties
@@ -85,7 +85,8 @@ def linear_coverage_coefficient(policy, features, counts, prompt_weights=None,
     if np.max(np.abs(psi + np.swapaxes(psi, 1, 2))) > 1e-9:
         raise InvalidInputError("features: must be antisymmetric, psi(x, y, y') = -psi(x, y', y)")
     if np.any(N < 0) or np.max(np.abs(N - np.swapaxes(N, 1, 2))) > 1e-9 * max(1.0, N.max()):
-        raise InvalidInputError("counts: must be nonnegative and symmetric, N[x, a, b] = N[x, b, a]")
+        raise InvalidInputError(
+            "counts: must be nonnegative and symmetric, N[x, a, b] = N[x, b, a]")
     if not (np.isfinite(ridge) and ridge >= 0):
         raise InvalidInputError(f"ridge: must be finite and >= 0, got {ridge!r}")
     if Y**X > MAX_OPPONENTS:

@@ -1,10 +1,22 @@
-"""The linear-feature coverage coefficient against the tabular one and brute force."""
+"""offline_rate: the linear coverage coefficient (library) and a CI subset of the experiment.
+
+The coefficient is tested against the tabular one and brute force; the experiment's checks
+(rate of Thm. 1, growth with coverage, BT plateau) on a small grid with the same bands.
+"""
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import nlhf_theory as nt
 from nlhf_theory import InvalidInputError
-from nlhf_theory.algorithms import coverage_coefficient, expected_counts, linear_coverage_coefficient
+from nlhf_theory.algorithms import (
+    coverage_coefficient,
+    expected_counts,
+    linear_coverage_coefficient,
+)
+from nlhf_theory.reproduce import load_experiment
+from nlhf_theory.reproduce._runner import _with_cell_columns
 
 
 def pair_indicators(Y):
@@ -75,3 +87,51 @@ def test_bad_input_names_the_argument(kwargs, match):
             "counts": np.ones((1, 3, 3)), **kwargs}
     with pytest.raises(InvalidInputError, match=match):
         linear_coverage_coefficient(**args)
+
+
+# The experiment (experiments/offline_rate): a fast subset of its checks, same bands ----------
+@pytest.fixture(scope="module")
+def experiment():
+    return load_experiment("offline_rate")
+
+
+@pytest.fixture(scope="module")
+def tabular_results(experiment):
+    """Equilibrium learners at n = 100 and 10000 and BT methods at n = 10000, random skew game,
+    beta = 1, uniform and poorly covering behaviours."""
+    settings = {**experiment.settings("quick"), "runs": [["random skew (tabular)", 1.0]],
+                "num_pairs": [100, 10000], "mixing": [0.0, 0.8, 0.97], "seeds": 6}
+    run = experiment.run
+    frames = [_with_cell_columns(run.run_cell(dict(cell)), cell) for cell in run.cells(settings)]
+    return run, settings, pd.concat(frames, ignore_index=True)
+
+
+def test_equilibrium_learners_converge_at_least_at_the_rate_of_theorem_1(tabular_results):
+    run, settings, results = tabular_results
+    good = run.final(results)
+    good = good[good.mixing == 0.0]
+    for method in run.EQUILIBRIUM:
+        fitted = run.rate(good[good.method == method])
+        assert fitted.slope <= settings["slope_bound"], (method, fitted)
+
+
+def test_suboptimality_increases_with_coverage_and_bt_methods_plateau(tabular_results):
+    run, settings, results = tabular_results
+    checks = run.checks(results, settings)
+    for check in checks:
+        if "increases with the coverage" in check.claim or "BT" in check.claim:
+            assert check.passed, check
+
+
+def test_behaviours_and_population_reward(experiment):
+    run = experiment.run
+    game, psi, phi = run.build_game(experiment.settings("quick")["games"]["BT-linear (d=3)"])
+    target = nt.solve_regularized_nash(game, 1.0).policy
+    mus = run.behaviours(target, [0.0, 0.5, 1.0], 2)
+    np.testing.assert_allclose(mus.sum(-1), 1.0)
+    np.testing.assert_allclose(mus[0], 1.0 / game.num_responses)
+    assert set(np.flatnonzero(mus[-1][0])) == set(np.argsort(target[0])[:2])
+    # the BT-linear game is realizable: the linear and tabular population fits agree
+    linear, tabular = (run.population_reward(game, mus[1], f) for f in (phi, None))
+    np.testing.assert_allclose(linear - linear.mean(-1, keepdims=True), tabular, atol=1e-6)
+    assert np.all(run.population_bias(game, 1.0, mus[:2], phi) > 1e-3)  # RLHF optimum != pi*
