@@ -9,10 +9,10 @@ from nlhf_theory.games import *  # noqa: F403
 from nlhf_theory.games import __all__ as _games_all
 from nlhf_theory.metrics import *  # noqa: F403
 from nlhf_theory.metrics import __all__ as _metrics_all
-from nlhf_theory.social_choice import *  # noqa: F403
-from nlhf_theory.social_choice import __all__ as _social_choice_all
 from nlhf_theory.reward_models import *  # noqa: F403
 from nlhf_theory.reward_models import __all__ as _reward_models_all
+from nlhf_theory.social_choice import *  # noqa: F403
+from nlhf_theory.social_choice import __all__ as _social_choice_all
 
 __version__ = "0.1.0"
 __all__ = ["ALGORITHMS", "InvalidInputError", "algorithms", "losses", "run", *_games_all,
