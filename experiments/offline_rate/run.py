@@ -77,15 +77,26 @@ def build_game(spec: dict):
     return model.game, np.asarray(model.features), phi[None]
 
 
-def behaviours(target, mixing, concentrate_on: int):
+def behaviours(target, mixing, concentrate_on: int, *, most: bool = False):
     """``mu_t = (1 - t) uniform + t uniform(the concentrate_on responses least played by the
-    target)`` for each ``t`` of ``mixing``: (T, X, Y)."""
+    target)`` (or most played, ``most``) for each ``t`` of ``mixing``: (T, X, Y)."""
     X, Y = target.shape
-    least = np.argsort(target, axis=-1)[:, :concentrate_on]
+    order = np.argsort(-target if most else target, axis=-1)[:, :concentrate_on]
     concentrated = np.zeros((X, Y))
-    np.put_along_axis(concentrated, least, 1.0 / concentrate_on, axis=-1)
+    np.put_along_axis(concentrated, order, 1.0 / concentrate_on, axis=-1)
     t = np.asarray(mixing, dtype=np.float64)[:, None, None]
     return (1.0 - t) / Y + t * concentrated
+
+
+def behaviour_grid(target, cell):
+    """The cell's behaviours: (mus (B, X, Y), mixing t (B,), concentration labels (B,)):
+    ``cell["mixing"]`` towards the responses the target plays least (poor coverage of the
+    target), ``cell["single_policy_mixing"]`` towards those it plays most (the target covered,
+    other policies not)."""
+    least, most = cell["mixing"], cell["single_policy_mixing"]
+    mus = np.concatenate([behaviours(target, least, cell["concentrate_on"]),
+                          behaviours(target, most, cell["concentrate_on"], most=True)])
+    return mus, np.array([*least, *most]), np.array(["least"] * len(least) + ["most"] * len(most))
 
 
 def coverage(target, mu, game, psi):
@@ -106,6 +117,7 @@ def _base(settings, label, beta, family):
     bt = family == "bt"
     return {"game": label, "spec": settings["games"][label], "beta": beta, "family": family,
             "mixing": settings["bt_mixing" if bt else "mixing"],
+            "single_policy_mixing": [] if bt else settings["single_policy_mixing"],
             "concentrate_on": settings["concentrate_on"], "seeds": settings["seeds"],
             "steps": settings["bt_steps"] if bt else 1,
             "learning_rate": settings["bt_learning_rate"] if bt else 0.0}
@@ -178,56 +190,57 @@ def population_bias(game, beta, mus, phi=None) -> np.ndarray:
 
 def run_cell(cell: dict) -> pd.DataFrame:
     game, psi, phi = build_game(cell["spec"])
-    beta, mixing = cell["beta"], cell["mixing"]
+    beta = cell["beta"]
     target = nt.solve_regularized_nash(game, beta).policy
-    mus = behaviours(target, mixing, cell["concentrate_on"])
+    mus, mixing, concentration = behaviour_grid(target, cell)
     methods = FAMILIES[cell["family"]]
     if cell["data"] == "population":
         frame = _population(cell, game, mus, phi)
     else:
         frame = _simulate(cell, game, mus, methods,
                           [hyperparameters(m, cell, psi, phi) for m in methods])
-    values = dict(zip(mixing, (coverage(target, mu, game, psi) for mu in mus)))
-    frame["coverage_tabular"] = frame.mixing.map(lambda t: values[t][0])
-    frame["coverage"] = frame.mixing.map(lambda t: values[t][1])
+    values = np.array([coverage(target, mu, game, psi) for mu in mus])
+    index = frame.pop("behaviour").astype(int)
+    frame["mixing"], frame["concentration"] = mixing[index], concentration[index]
+    frame["coverage_tabular"], frame["coverage"] = values[index, 0], values[index, 1]
     return frame
 
 
 def _population(cell, game, mus, phi) -> pd.DataFrame:
     """The BT methods' population suboptimality b (DPO: tabular reward; RLHF: ``phi``)."""
     return pd.concat([pd.DataFrame({
-        "method": method, "step": cell["steps"], "seed": 0, "mixing": cell["mixing"],
+        "method": method, "step": cell["steps"], "seed": 0, "behaviour": np.arange(len(mus)),
         "suboptimality": population_bias(game, cell["beta"], mus,
                                          phi if method == "rlhf_bt" else None)})
         for method in BT_METHODS], ignore_index=True)
 
 
 def _simulate(cell, game, mus, methods, fixed) -> pd.DataFrame:
-    """``run_sweep`` of ``methods`` (paired, on the same data) over the behaviours (traced) and
-    the seeds; the rows of the last step and of the halfway step (optimization error)."""
-    beta, steps, mixing = cell["beta"], cell["steps"], np.asarray(cell["mixing"])
-    sampled = cell["data"] == "sampled"
-    size = {"num_pairs": cell["n"]} if sampled else {}
-    base = jnp.asarray(mus[0])
-    slope = jnp.asarray((mus[-1] - mus[0]) / max(mixing[-1] - mixing[0], 1e-300))
+    """``run_sweep`` of ``methods`` (paired, on the same data) over the behaviours ``mus``
+    (a traced index) and the seeds; the rows of the last and of the halfway step (the latter
+    to measure the optimization error)."""
+    beta, steps = cell["beta"], cell["steps"]
+    size = {"num_pairs": cell["n"]}
+    stack = jnp.asarray(mus)
 
-    def make(hp):  # mu_t is affine in t: traced t, vmapped with the seeds and the methods
-        mu = base + (hp["mixing"] - mixing[0]) * slope
-        return paired([ALGORITHMS[m](beta, mode="sampled" if sampled else "exact",
-                                     behaviour=mu, **size, **kw)
+    def make(hp):  # the behaviour is a traced index, vmapped with the seeds and the methods
+        mu = jnp.take(stack, hp["behaviour"].astype(jnp.int32), axis=0)
+        return paired([ALGORITHMS[m](beta, mode="sampled", behaviour=mu, **size, **kw)
                        for m, kw in zip(methods, fixed)], hp["method"])
 
-    grid = {"mixing": np.tile(mixing, len(methods)),
-            "method": np.repeat(np.arange(len(methods)), len(mixing))}
+    grid = {"behaviour": np.tile(np.arange(len(mus)), len(methods)),
+            "method": np.repeat(np.arange(len(methods)), len(mus))}
     frame = run_sweep(make, grid, game, beta=beta, steps=steps, seeds=cell["seeds"])
     frame["method"] = np.asarray(methods)[frame.method.astype(int)]
     return frame[frame.step.isin({steps // 2, steps})].reset_index(drop=True)
 
 
 # Analysis -------------------------------------------------------------------------------------
-def final(results: pd.DataFrame, data: str = "sampled") -> pd.DataFrame:
-    """Rows of the last step of each run (of the sampled or the population cells)."""
-    return results[(results.step == results.steps) & (results.data == data)]
+def final(results: pd.DataFrame, data: str = "sampled", concentration: str = "least"):
+    """Rows of the last step of each run (of the sampled or the population cells), for the
+    behaviours concentrated towards the responses the target plays least (or most)."""
+    return results[(results.step == results.steps) & (results.data == data)
+                   & (results.concentration == concentration)]
 
 
 def rate(frame: pd.DataFrame) -> nt.reproduce.Slope:
@@ -260,15 +273,15 @@ def _slope_checks(good, bound):
     return out
 
 
-def _pessimism_checks(rows, t_poor, n_small):
+def _pessimism_checks(rows, t_poor, n_small, regime):
     out = []
     poor = rows[(rows.mixing == t_poor) & (rows.n == n_small)]
     for (label, beta), frame in poor.groupby(["game", "beta"], sort=False):
         mean = frame.groupby("method").suboptimality.mean()
         out.append(Check(
-            f"{label}, beta={beta:g}: under poor coverage (t={t_poor:g}) at n={n_small}, "
-            f"pessimism <= greedy (single-policy coverage suffices for pessimism; Jin et al. "
-            f"2021, arXiv:2012.15085)",
+            f"{label}, beta={beta:g}: {regime} (t={t_poor:g}, C={frame.coverage.iloc[0]:.3g}) "
+            f"at n={n_small}, pessimism <= greedy (single-policy coverage suffices for "
+            f"pessimism; Jin et al. 2021, arXiv:2012.15085)",
             f"pessimistic {mean['pessimistic_nlhf']:.4f}, greedy {mean['greedy_mle_nash']:.4f}",
             "pessimistic <= greedy",
             mean["pessimistic_nlhf"] <= mean["greedy_mle_nash"]))
@@ -341,7 +354,10 @@ def checks(results: pd.DataFrame, settings: dict) -> list[Check]:
     if max(settings["bt_num_pairs"]) != n_large:
         raise ValueError("bt_num_pairs: must reach the largest n of num_pairs")
     return [*_slope_checks(good, settings["slope_bound"]),
-            *_pessimism_checks(rows, t_poor, n_small),
+            *_pessimism_checks(rows, t_poor, n_small, "mass on the responses pi* plays least"),
+            *_pessimism_checks(final(results, concentration="most"),
+                               max(settings["single_policy_mixing"], default=0.0), n_small,
+                               "mass on the responses pi* plays most"),
             *_coverage_checks(rows, n_large),
             *_bt_checks(good, bias(results), n_large),
             _optimization_check(results, t_good)]

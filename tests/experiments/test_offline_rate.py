@@ -97,10 +97,11 @@ def experiment():
 
 @pytest.fixture(scope="module")
 def tabular_results(experiment):
-    """Equilibrium learners at n = 100 and 10000 and BT methods at n = 10000, random skew game,
+    """Equilibrium learners at n = 100 and 3000 and BT methods at n = 3000, random skew game,
     beta = 1, uniform and poorly covering behaviours."""
     settings = {**experiment.settings("quick"), "runs": [["random skew (tabular)", 1.0]],
-                "num_pairs": [100, 10000], "mixing": [0.0, 0.8, 0.97], "seeds": 6}
+                "num_pairs": [100, 3000], "bt_num_pairs": [3000], "mixing": [0.0, 0.8, 0.97],
+                "single_policy_mixing": [], "seeds": 4}
     run = experiment.run
     frames = [_with_cell_columns(run.run_cell(dict(cell)), cell) for cell in run.cells(settings)]
     return run, settings, pd.concat(frames, ignore_index=True)
