@@ -44,9 +44,7 @@ QUICK = {
     "exact_steps": 2000,  # exact-mode trajectories (special cases, exact vs implemented)
     "exact_every": 20,
     "gradient_draws": 2000,  # Monte-Carlo draws of the self-labelled gradient
-    "pi_values": [0.0, 0.2],  # its coefficients: 0 (zero mean in theory), the default 0.2
     "special_case_tol": 1e-10,  # exact special cases: float64 round-off only
-    "gradient_tol": 1e-14,  # exact zero gradient: round-off of sums of O(1e-3) terms
     "family_level": 1e-3,  # family-wise level of the zero-mean z-test (Bonferroni)
     "confidence": 0.95,  # interval of the win-rate gains over seeds
 }
