@@ -25,13 +25,14 @@ import pandas as pd
 from scipy import stats
 
 import nlhf_theory as nt
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms import float64_mode, sample_dataset
 from nlhf_theory.algorithms._sail import sail_objective
 from nlhf_theory.reproduce import Check
 
 #: The SAIL hyper-parameters of the registry's ``sail`` (route weights, coefficients).
 SAIL_PARAMETERS = ("r", "rho", "p", "pi", "g", "gamma")
-BASELINES = {"DPO": "dpo", "online DPO": "online_dpo"}
+BASELINES = ("DPO", "online DPO")  # the registry's dpo and online_dpo
 
 
 # Games -----------------------------------------------------------------------------------------
@@ -55,7 +56,8 @@ def make_game(spec: dict) -> nt.PreferenceGame:
 def checkpoints(steps: int, every: int) -> np.ndarray:
     """The recorded steps: 0, 1 and the multiples of ``every`` up to ``steps``."""
     if steps % every or every < 2:
-        raise ValueError(f"steps ({steps}) must be a multiple of every ({every}) >= 2")
+        raise InvalidInputError(f"steps: must be a multiple of every >= 2, got steps = {steps}, "
+                                f"every = {every}")
     return np.r_[0, 1, np.arange(every, steps + 1, every)]
 
 
