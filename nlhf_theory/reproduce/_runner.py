@@ -330,20 +330,24 @@ def write_index(out="paper_figures") -> Path:
     passed = sum(c["passed"] for s in summaries for c in s["checks"])
     lines.append(f"Mode: {', '.join(f'`--{m}`' for m in modes)}. "
                  f"**{passed} of {total} checks pass.**\n")
-    lines.append("| figure | claim | measured | theory | status |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("| experiment | claim checked | checks passed |")
+    lines.append("|---|---|---|")
     for s in summaries:
-        for c in s["checks"]:
-            lines.append(f"| [{s['name']}](#{s['name']}) | {_cell(c['claim'])} | "
-                         f"{_cell(c['measured'])} | {_cell(c['theory'])} | "
-                         f"{'PASS' if c['passed'] else '**FAIL**'} |")
+        ok = sum(c["passed"] for c in s["checks"])
+        lines.append(f"| [{s['name']}](#{s['name']}) | {_cell(s['title'])} | "
+                     f"{ok} of {len(s['checks'])}{'' if ok == len(s['checks']) else ' (FAIL)'} |")
     for s in summaries:
         lines.append(f"\n## {s['name']}\n")
         lines.append(f"**{s['title']}.** {s['claim']}\n")
         lines.append(f"![{s['name']}]({s['name']}.png)\n")
         lines.append(f"PDF: [{s['name']}.pdf]({s['name']}.pdf); data: "
                      f"[data/{s['name']}.csv](data/{s['name']}.csv); "
-                     f"experiment: [experiments/{s['name']}](../experiments/{s['name']}/).")
+                     f"experiment: [experiments/{s['name']}](../experiments/{s['name']}/).\n")
+        lines.append("| claim | measured | theory | status |")
+        lines.append("|---|---|---|---|")
+        for c in s["checks"]:
+            lines.append(f"| {_cell(c['claim'])} | {_cell(c['measured'])} | "
+                         f"{_cell(c['theory'])} | {'PASS' if c['passed'] else '**FAIL**'} |")
     path = out / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
