@@ -46,7 +46,7 @@ FULL = {
     **QUICK,
     "runs": [[label, beta] for label in _GAMES for beta in (0.1, 1.0)],
     "num_pairs": [100, 316, 1000, 3162, 10000],
-    "bt_num_pairs": [100, 1000, 10000],
+    "bt_num_pairs": [100, 10000],
     "mixing": [0.0, 0.5, 0.8, 0.93, 0.97],
     "bt_mixing": [0.0, 0.97],
     "seeds": 16,

@@ -77,9 +77,10 @@ def plot(results, settings):
         bias = biases[(biases.game == label) & (biases.beta == beta)]
         ax_n, ax_c = axes.flat[2 * k], axes.flat[2 * k + 1]
         _against_n(ax_n, part, bias, t_good, t_poor)
-        ax_n.set_title(rf"{label}, $\beta$={beta:g}: rate in n")
+        head = rf"{label}, $\beta$={beta:g}"
+        ax_n.set_title(f"{head}\nrate in n (solid: uniform, dashed: t={t_poor:g})")
         _against_coverage(ax_c, part, n_values)
-        ax_c.set_title(rf"{label}, $\beta$={beta:g}: coverage")
+        ax_c.set_title(f"{head}\nagainst coverage (solid: n={n_values[0]})")
     for ax in axes.flat[2 * len(runs):]:
         ax.set_visible(False)
     fig.tight_layout()
