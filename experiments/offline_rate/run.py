@@ -11,17 +11,19 @@ Sec. 1.2, 6.4-6.5, 7.2). Suboptimality is the max player's one-sided suboptimali
   suboptimality is quadratic in the estimation error, so sharper analyses give -1.
 * Under poor coverage, at the smallest n, pessimism does no worse than greedy: Thm. 1 needs
   only coverage of pi*_beta (single-policy, unilateral coverage), while the greedy plug-in's
-  guarantee needs every policy covered (Jin, Yang & Wang 2021, arXiv:2012.15085, Thm. 4.4 and
-  Sec. 4.1: pessimism is what removes the uniform-coverage requirement).
+  guarantee needs every policy covered (Jin, Yang & Wang 2021, arXiv:2012.15085: pessimism is
+  what removes the uniform-coverage requirement). Checked for behaviours concentrated on the
+  responses pi*_beta plays least and on those it plays most (pi*_beta covered, others not).
 * The suboptimality grows with the coverage coefficient C of the behaviour policy.
 * BT-based methods (``rlhf_bt``, ``dpo``) converge to the RLHF optimum of the Bradley-Terry
   fit, not to pi*_beta, even on a BT game (the regularized Nash equilibrium of
   ``sigma(r - r')`` is not ``pi_ref exp(r / beta) / Z``): their suboptimality plateaus at the
   population value b > 0 of that optimum, so the equilibrium learners beat them at large n.
 
-One cell per (game, beta, method, n): every behaviour policy ``mu_t`` of the coverage grid and
-every seed in one vmapped ``run_sweep``; plus one population (exact-mode) cell per BT method,
-game and beta for the bias b.
+One cell per (game, beta, family, n), a family being the equilibrium learners or the BT
+methods, run side by side on the same datasets: every behaviour policy of the coverage grid,
+every method of the family and every seed in one vmapped ``run_sweep``; plus one population
+cell per game and beta for the bias b (closed-form Bradley-Terry fits).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 import nlhf_theory as nt
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms import (
     ALGORITHMS,
     coverage_coefficient,
@@ -249,6 +252,7 @@ def rate(frame: pd.DataFrame) -> nt.reproduce.Slope:
 
 
 def geometric_mean(values) -> float:
+    """exp(mean(log values)), values clipped at 1e-16 (suboptimalities span decades)."""
     return float(np.exp(np.mean(np.log(np.clip(values, 1e-16, None)))))
 
 
@@ -352,7 +356,7 @@ def checks(results: pd.DataFrame, settings: dict) -> list[Check]:
     n_small, n_large = min(settings["num_pairs"]), max(settings["num_pairs"])
     good = rows[rows.mixing == t_good]
     if max(settings["bt_num_pairs"]) != n_large:
-        raise ValueError("bt_num_pairs: must reach the largest n of num_pairs")
+        raise InvalidInputError("bt_num_pairs: must reach the largest n of num_pairs")
     return [*_slope_checks(good, settings["slope_bound"]),
             *_pessimism_checks(rows, t_poor, n_small, "mass on the responses pi* plays least"),
             *_pessimism_checks(final(results, concentration="most"),
