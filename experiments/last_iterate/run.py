@@ -102,15 +102,15 @@ def run_cell(cell: dict) -> pd.DataFrame:
     betas = [beta for _, _, beta, _ in runs]
     targets = [nt.solve_regularized_nash(g, b).policy for g, b in zip(games, betas)]
     optima = [reward_optimum(spec, g, b) for (_, spec, _, _), g, b in zip(runs, games, betas)]
-    out = trajectories(cell["method"], games, betas, [hp for *_, hp in runs], cell["shared"],
-                       cell["steps"], np.stack(targets), np.stack(optima))
     keep = record_steps(cell["steps"], cell["record_points"])
+    out = trajectories(cell["method"], games, betas, [hp for *_, hp in runs], cell["shared"],
+                       cell["steps"], keep, np.stack(targets), np.stack(optima))
     frames = []
     for i, (label, _, beta, hp) in enumerate(runs):
         frames.append(pd.DataFrame({
             "game": label, "beta": beta, "seed": 0, "step": keep,
             **{f"hp_{k}": v for k, v in {**hp, **cell["shared"]}.items()},
-            **{k: v[i, keep] for k, v in out.items()},
+            **{k: v[i] for k, v in out.items()},
         }))
     return pd.concat(frames, ignore_index=True)
 

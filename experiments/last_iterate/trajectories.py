@@ -3,9 +3,8 @@
 ``nt.run`` records metrics of the last iterate only; the classification of this experiment
 also needs the *average* iterate (which converges for no-regret dynamics whose last iterate
 cycles), ``KL(pi*_beta || pi_t)`` (the quantity of Nash-MD's Thm. 1) and, on Bradley-Terry
-games, the distance to the RLHF optimum. :func:`trajectories` iterates one algorithm of
-``nt.ALGORITHMS`` (exact mode) on several (game, beta, hyper-parameters) runs at once, vmapped
-and jit-compiled in float64, and records those metrics at every step.
+games, the distance to the RLHF optimum. :func:`trajectories` computes them from the policies
+of :func:`~nlhf_theory.algorithms.policy_trajectories` (exact mode, every step).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nlhf_theory as nt
-from nlhf_theory.algorithms import float64_mode, make_algorithm
+from nlhf_theory.algorithms import float64_mode, make_algorithm, policy_trajectories
 
 
 def _stack(trees):
@@ -28,8 +27,33 @@ def _kl(p, q):
     return jnp.sum(jnp.where(p > 0, p * (jnp.log(safe) - jnp.log(q)), 0.0), -1)
 
 
-def trajectories(name, games, betas, hyperparameters, shared, steps, targets, reward_optima):
-    """Exact metrics per step of algorithm ``name`` on B runs ``(games[i], betas[i])``.
+def _measure(game, beta, target, rlhf, policy, average):
+    """The recorded metrics of one policy and of the average iterate (jax scalars)."""
+    d0 = game.prompt_weights
+    return {
+        "duality_gap": nt.duality_gap(game, policy, beta),
+        "exploitability": nt.exploitability(game, policy),
+        "kl_target": jnp.sum(d0 * _kl(target, policy)),
+        "l1_reward_optimum": jnp.sum(d0 * jnp.abs(policy - rlhf).sum(-1)),
+        "avg_exploitability": nt.exploitability(game, average),
+    }
+
+
+#: :func:`_measure` over runs and their recorded steps (compiled once per shape).
+_metrics = jax.jit(jax.vmap(jax.vmap(_measure, in_axes=(None, None, None, None, 0, 0))))
+
+
+def running_average(policies: np.ndarray) -> np.ndarray:
+    """``(1/t) sum_{s < t} pi_s`` at every step ``t`` of (B, T + 1, X, Y) policies (step 0:
+    ``pi_0``)."""
+    played = np.cumsum(policies[:, :-1], axis=1) / np.arange(1, policies.shape[1])[:, None, None]
+    return np.concatenate([policies[:, :1], played], axis=1)
+
+
+def trajectories(name, games, betas, hyperparameters, shared, steps, record, targets,
+                 reward_optima):
+    """Exact metrics at the steps ``record`` of algorithm ``name`` on B runs
+    ``(games[i], betas[i])``.
 
     Args:
       name: a key of ``nt.ALGORITHMS``.
@@ -38,54 +62,31 @@ def trajectories(name, games, betas, hyperparameters, shared, steps, targets, re
       hyperparameters: B dicts of real-valued hyper-parameters (vmapped; same keys).
       shared: dict of the other hyper-parameters (integers, ``None``), common to all runs.
       steps: number of updates.
+      record: (R,) recorded steps in ``[0, steps]``.
       targets: (B, X, Y) certified ``pi*_beta`` of each run.
       reward_optima: (B, X, Y) RLHF optima ``pi_ref e^{r / beta} / Z`` (NaN where the game has
         no reward).
 
     Returns:
-      dict of (B, steps + 1) NumPy arrays: ``duality_gap``, ``exploitability``, ``kl_target``
+      dict of (B, R) NumPy arrays: ``duality_gap``, ``exploitability``, ``kl_target``
       (``KL(pi*_beta || pi_t)``) and ``l1_reward_optimum`` (``E_x ||pi_t - pi_rlhf||_1``) of
       the last iterate, and ``avg_exploitability``, the exploitability of the average
       ``(1/t) sum_{s < t} pi_s`` of the policies played so far (step 0: ``pi_0``).
     """
-    for beta, hp in zip(betas, hyperparameters):  # every setting is checked concretely first
-        make_algorithm(nt.ALGORITHMS, name, beta, "exact", {**shared, **hp})
+    def make(hp):
+        hp = dict(hp)
+        return make_algorithm(nt.ALGORITHMS, name, hp.pop("beta"), "exact", {**shared, **hp})
+
+    grid = {"beta": betas, **{k: [hp[k] for hp in hyperparameters] for k in hyperparameters[0]}}
+    policies = policy_trajectories(make, games, grid, checkpoints=np.arange(steps + 1),
+                                   chunk=steps)[:, 0]  # one segment: every policy is kept
+    averages = running_average(policies)[:, record]
     with float64_mode():
-        batch = (_stack([g.astype(np.float64) for g in games]),
-                 jnp.asarray(betas, jnp.float64),
-                 {k: jnp.asarray([hp[k] for hp in hyperparameters], jnp.float64)
-                  for k in hyperparameters[0]},
-                 jnp.asarray(targets, jnp.float64), jnp.asarray(reward_optima, jnp.float64))
-
-        def one(game, beta, hp, target, rlhf):
-            alg = make_algorithm(nt.ALGORITHMS, name, beta, "exact", {**shared, **hp})
-            d0 = game.prompt_weights
-
-            def measure(policy, average):
-                return {
-                    "duality_gap": nt.duality_gap(game, policy, beta),
-                    "exploitability": nt.exploitability(game, policy),
-                    "kl_target": jnp.sum(d0 * _kl(target, policy)),
-                    "l1_reward_optimum": jnp.sum(d0 * jnp.abs(policy - rlhf).sum(-1)),
-                    "avg_exploitability": nt.exploitability(game, average),
-                }
-
-            key = jax.random.key(0)  # exact mode: the key is never used
-            state = alg.init(game, key)
-            pi0 = alg.policy(state)
-
-            def body(carry, _):
-                state, total, count = carry
-                total, count = total + alg.policy(state), count + 1.0
-                state = alg.update(state, game, key)
-                return (state, total, count), measure(alg.policy(state), total / count)
-
-            _, rest = jax.lax.scan(body, (state, jnp.zeros_like(pi0), 0.0), None, length=steps)
-            return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]),
-                                          measure(pi0, pi0), rest)
-
-        out = jax.jit(jax.vmap(one))(*batch)
-        return {k: np.asarray(v) for k, v in out.items()}
+        out = _metrics(
+            _stack([g.astype(np.float64) for g in games]), jnp.asarray(betas, jnp.float64),
+            jnp.asarray(targets, jnp.float64), jnp.asarray(reward_optima, jnp.float64),
+            jnp.asarray(policies[:, record]), jnp.asarray(averages))
+    return {k: np.asarray(v) for k, v in out.items()}
 
 
 _FD_STEP = 1e-5

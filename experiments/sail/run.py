@@ -26,7 +26,7 @@ from scipy import stats
 
 import nlhf_theory as nt
 from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.algorithms import float64_mode, sample_dataset
+from nlhf_theory.algorithms import float64_mode, policy_trajectories, sample_dataset
 from nlhf_theory.algorithms._sail import sail_objective
 from nlhf_theory.reproduce import Check
 
@@ -67,46 +67,23 @@ def stack(games):
     return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *games)
 
 
-def trajectories(make, grid: dict, games, *, steps: int, every: int, seeds: int,
-                 seed: int) -> np.ndarray:
+def trajectories(make, grid: dict, games, *, steps: int, every: int, seeds: int, seed: int,
+                 chunk: int = 500) -> np.ndarray:
     """Policies of ``make(hp)`` at :func:`checkpoints`, for every game, setting and seed.
 
-    The keys are those of :func:`nlhf_theory.run` (run ``i``: ``fold_in(key(seed), i)``, split
-    into an init and a run key, one split per step), so these are the trajectories behind its
-    metrics; games, settings and seeds are vmapped (the games need equal shapes) and the
-    computation is in float64.
+    :func:`~nlhf_theory.algorithms.policy_trajectories` over the (game, setting) pairs: the
+    keys are those of :func:`nlhf_theory.run`, so these are the trajectories behind its
+    metrics. ``chunk``: updates per compiled segment (each holds every step's policies).
 
     Returns:
       Array (games, settings, seeds, checkpoints, X, Y); one setting when ``grid`` is empty.
     """
     settings = len(next(iter(grid.values()))) if grid else 1
-    with float64_mode():
-        grid = {k: jnp.asarray(np.asarray(v, dtype=np.float64)) for k, v in grid.items()}
-        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(seeds))
-        lengths = jnp.asarray(np.diff(checkpoints(steps, every)))
-
-        def one(game, hp, key):
-            algorithm = make(hp)
-            k_init, k_run = jax.random.split(key)
-            state = algorithm.init(game, k_init)
-
-            def record(carry, length):  # `length` updates, then the policy
-                def body(_, carry):
-                    state, key = carry
-                    key, sub = jax.random.split(key)
-                    return algorithm.update(state, game, sub), key
-
-                carry = jax.lax.fori_loop(0, length, body, carry)
-                return carry, algorithm.policy(carry[0])
-
-            _, policies = jax.lax.scan(record, (state, k_run), lengths)
-            return jnp.concatenate([algorithm.policy(state)[None], policies])
-
-        over_seeds = jax.vmap(one, in_axes=(None, None, 0))
-        over_settings = jax.vmap(over_seeds, in_axes=(None, 0 if grid else None, None),
-                                 axis_size=settings)
-        run = jax.jit(jax.vmap(over_settings, in_axes=(0, None, None)))
-        return np.asarray(run(stack(games), grid, keys))
+    policies = policy_trajectories(
+        make, [game for game in games for _ in range(settings)],
+        {k: np.tile(np.asarray(v, dtype=np.float64), len(games)) for k, v in grid.items()},
+        checkpoints=checkpoints(steps, every), seeds=seeds, seed=seed, chunk=chunk)
+    return policies.reshape(len(games), settings, *policies.shape[1:])
 
 
 def sail_grid(variants: dict) -> dict:
@@ -228,7 +205,8 @@ HOOKED = ("SAIL-PR", "SAIL-PP", "SAIL (mixture)")
 
 def exact_trajectories(games, cell) -> dict:
     """``(method, variant) -> (games, 1, checkpoints, X, Y)`` exact-mode trajectories."""
-    run = {"steps": cell["exact_steps"], "every": cell["exact_every"], "seeds": 1, "seed": 0}
+    run = {"steps": cell["exact_steps"], "every": cell["exact_every"], "seeds": 1, "seed": 0,
+           "chunk": cell["exact_steps"]}  # one compiled segment (one seed: small)
     settings = {**cell["variants"], **SPECIAL}
     hooked = {k: cell["variants"][k] for k in HOOKED}
     exact = trajectories(sail_maker(cell, variant="exact"), sail_grid(settings), games, **run)

@@ -23,7 +23,13 @@ from nlhf_theory.algorithms._pairwise import (
     online_ipo,
     xpo,
 )
-from nlhf_theory.algorithms._run import METRICS, make_algorithm, run_algorithm, run_sweep
+from nlhf_theory.algorithms._run import (
+    METRICS,
+    make_algorithm,
+    policy_trajectories,
+    run_algorithm,
+    run_sweep,
+)
 from nlhf_theory.algorithms._sail import sail, sail_dp, sail_pp, sail_pr
 
 #: Registry of the algorithms by snake_case name (factories of :class:`Algorithm`).
@@ -125,9 +131,11 @@ __all__ = [
     "online_ipo",
     "optimistic_nlhf",
     "pessimistic_nlhf",
+    "policy_trajectories",
     "rlhf_bt",
     "run",
-    "run_algorithm", "run_sweep",
+    "run_algorithm",
+    "run_sweep",
     "sail",
     "sail_dp",
     "sail_pp",

@@ -1,8 +1,10 @@
-"""The ``run`` driver: iterate an algorithm on a game and record exact metrics per step."""
+"""The ``run`` driver: iterate an algorithm on a game and record exact metrics per step, or
+its policies (:func:`policy_trajectories`)."""
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import sys
 
 import jax
@@ -102,10 +104,7 @@ def run_sweep(make, grid, game: PreferenceGame, *, beta, steps: int, seeds: int 
     chunk = positive_int(chunk, "chunk")
     if not isinstance(game, PreferenceGame):
         raise InvalidInputError(f"game: expected a PreferenceGame, got {type(game).__name__}")
-    grid = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in grid.items()}
-    settings = len(next(iter(grid.values()))) if grid else 1
-    if any(len(v) != settings for v in grid.values()):
-        raise InvalidInputError("sweep: every hyper-parameter needs the same number of values")
+    grid, settings = _check_grid(grid, "sweep")
     nash = solve_regularized_nash(game, beta).policy
     if progress is None:
         progress = steps > 10 * chunk and sys.stderr.isatty()
@@ -113,46 +112,23 @@ def run_sweep(make, grid, game: PreferenceGame, *, beta, steps: int, seeds: int 
     with float64_mode():
         game64 = jax.tree_util.tree_map(jnp.asarray, game.astype(np.float64))
         nash64 = jnp.asarray(nash)
-        seed_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(
-            jnp.arange(seeds))
-        keys = jnp.tile(seed_keys, settings)
+        keys = jnp.tile(_seed_keys(seed, seeds), settings)
         hps = {k: jnp.repeat(jnp.asarray(v), seeds) for k, v in grid.items()}
 
-        def measure(algorithm, state):
-            return step_metrics(game64, algorithm.policy(state), beta, nash64)
+        def measure(algorithm, state, game):
+            return step_metrics(game, algorithm.policy(state), beta, nash64)
 
         def start(hp, key):
-            algorithm = make(hp)
-            k_init, k_run = jax.random.split(key)
-            state = algorithm.init(game64, k_init)
-            return (state, k_run), measure(algorithm, state)
+            algorithm, carry = _start(make, hp, game64, key)
+            return carry, measure(algorithm, carry[0], game64)
 
-        @jax.jit
-        def segment(carry, hp, length_marker):
-            algorithm = make(hp)
-
-            def body(carry, _):
-                state, key = carry
-                key, sub = jax.random.split(key)
-                state = algorithm.update(state, game64, sub)
-                return (state, key), measure(algorithm, state)
-
-            return jax.lax.scan(body, carry, None, length=length_marker.shape[0])
-
-        batched_segment = jax.vmap(segment, in_axes=(0, 0, None))
+        body = _segment(make, measure)  # the game a constant of the compiled segment
+        segment = jax.vmap(jax.jit(lambda carry, hp, marker: body(carry, hp, game64, marker)),
+                           in_axes=(0, 0, None))
         carry, first = jax.vmap(start)(hps, keys)
         pieces = [{k: np.asarray(v)[:, None] for k, v in first.items()}]
-        bar = _progress_bar(steps) if progress else None
-        done = 0
-        while done < steps:
-            length = min(chunk, steps - done)
-            carry, out = batched_segment(carry, hps, jnp.zeros(length))
+        for _, out in _segments(segment, carry, (hps,), steps, chunk, progress):
             pieces.append({k: np.asarray(v) for k, v in out.items()})
-            done += length
-            if bar is not None:
-                bar.update(length)
-        if bar is not None:
-            bar.close()
     columns = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in METRICS}
     frame = pd.DataFrame({
         "step": np.tile(np.arange(steps + 1), batch),
@@ -161,6 +137,177 @@ def run_sweep(make, grid, game: PreferenceGame, *, beta, steps: int, seeds: int 
         **{k: v.reshape(-1) for k, v in columns.items()},
     })
     return frame
+
+
+def policy_trajectories(make, games, grid=None, *, checkpoints, seeds: int = 1,
+                        seed: int = 0, chunk: int = 500,
+                        progress: bool | None = None) -> np.ndarray:
+    """The policies of ``make(hp)`` at ``checkpoints``, vmapped over zipped runs and seeds.
+
+    Run ``i`` iterates ``make(grid values i)`` on ``games[i]`` (a single game is shared by
+    every run); seed ``s`` uses the keys of :func:`run_sweep` (``fold_in(key(seed), s)``, split
+    into an init and a run key, one split per update), so these are the policies behind the
+    metrics of :func:`~nlhf_theory.run`. Every setting is first built concretely (the
+    factories check it), then runs and seeds are vmapped and jit-compiled in float64.
+
+    Args:
+      make: ``make(hyperparameters) -> Algorithm``, called with a dict of scalars (traced in
+        the computation; the factories of :data:`~nlhf_theory.ALGORITHMS` accept them, ``beta``
+        included).
+      games: a :class:`~nlhf_theory.PreferenceGame`, or a sequence of R of equal shapes.
+      grid: dict ``name -> 1-d array`` of R values each (R = the number of games when both are
+        given); None or empty: every run gets ``make({})``.
+      checkpoints: (C,) strictly increasing step counts >= 0 (``np.arange(steps + 1)``: every
+        step), the steps after which the policy is recorded (0: the initial policy).
+      seeds: number of independent PRNG streams per run.
+      seed: base seed.
+      chunk, progress: as in :func:`run_algorithm` (steps per compiled segment, progress bar).
+
+    Returns:
+      Array (R, seeds, C, X, Y) of float64 policies (R = 1 for one game and no grid).
+
+    Example:
+      >>> import nlhf_theory as nt
+      >>> from nlhf_theory.algorithms import inpo, policy_trajectories
+      >>> pols = policy_trajectories(lambda hp: inpo(0.1, hp["learning_rate"]),
+      ...                            nt.make_game("comal_cyclic"), {"learning_rate": [0.5, 1.0]},
+      ...                            checkpoints=[0, 10, 50], seeds=2)
+      >>> pols.shape
+      (2, 2, 3, 1, 3)
+    """
+    if not callable(make):
+        raise InvalidInputError(f"make: expected a callable, got {type(make).__name__}")
+    grid, settings = _check_grid(grid or {}, "grid")
+    checkpoints = _check_checkpoints(checkpoints)
+    seeds = positive_int(seeds, "seeds")
+    chunk = positive_int(chunk, "chunk")
+    steps = int(checkpoints[-1])
+    if progress is None:
+        progress = steps > 10 * chunk and sys.stderr.isatty()
+    with float64_mode():
+        stacked, runs = _stack_games(games)
+        if grid and runs is not None and runs != settings:
+            raise InvalidInputError(f"grid: needs one value per game ({runs}), got {settings}")
+        for i in range(settings if grid else 1):  # the factories check concrete settings
+            make({k: float(v[i]) for k, v in grid.items()})
+
+        policy = _segment(make, lambda algorithm, state, game: algorithm.policy(state))
+
+        def begin(hp, game, key, length_marker):  # the initial policy and the first segment
+            algorithm, carry = _start(make, hp, game, key)
+            return algorithm.policy(carry[0]), *policy(carry, hp, game, length_marker)
+
+        game_axis = None if runs is None else 0
+
+        def batched(fn, seed_axes, run_axes):  # vmapped over the seeds, then the runs
+            return jax.jit(jax.vmap(jax.vmap(fn, in_axes=seed_axes), in_axes=run_axes,
+                                    axis_size=settings if runs is None else runs))
+
+        hps = {k: jnp.asarray(v) for k, v in grid.items()}
+        first, carry, out = batched(begin, (None, None, 0, None), (0, game_axis, None, None))(
+            hps, stacked, _seed_keys(seed, seeds), jnp.zeros(min(chunk, steps)))
+        segment = batched(policy, (0, None, None, None), (0, 0, game_axis, None))
+        pieces = [np.asarray(first)[:, :, None]] if checkpoints[0] == 0 else []
+        rest = _segments(segment, carry, (hps, stacked), steps, chunk, progress, out.shape[2])
+        for done, out in itertools.chain([(0, out)], rest):
+            wanted = checkpoints[(checkpoints > done) & (checkpoints <= done + out.shape[2])]
+            pieces.append(np.asarray(out)[:, :, wanted - done - 1])
+    return np.concatenate(pieces, axis=2)
+
+
+def _check_grid(grid, name):
+    """``grid`` as float64 1-d arrays of equal length, and that length (1 when empty)."""
+    if not isinstance(grid, dict):
+        raise InvalidInputError(f"{name}: expected a dict name -> values, got "
+                                f"{type(grid).__name__}")
+    try:
+        grid = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in grid.items()}
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"{name}: values must be real numbers ({err})") from None
+    settings = len(next(iter(grid.values()))) if grid else 1
+    if any(len(v) != settings for v in grid.values()):
+        raise InvalidInputError(f"{name}: every hyper-parameter needs the same number of values")
+    if settings == 0:
+        raise InvalidInputError(f"{name}: needs at least one value per hyper-parameter")
+    return grid, settings
+
+
+def _stack_games(games):
+    """Games as one jax pytree (float64: call in :func:`float64_mode`): a game, or games
+    stacked along a leading run axis; and their number (None for a single game)."""
+    if isinstance(games, PreferenceGame):
+        return jax.tree_util.tree_map(jnp.asarray, games.astype(np.float64)), None
+    games = list(games) if isinstance(games, (list, tuple)) else None
+    if not games or not all(isinstance(g, PreferenceGame) for g in games):
+        raise InvalidInputError("games: expected a PreferenceGame or a non-empty sequence of them")
+    if len({g.P.shape for g in games}) > 1:
+        raise InvalidInputError(f"games: need equal shapes, got P shapes "
+                                f"{sorted({g.P.shape for g in games})}")
+    games = [g.astype(np.float64) for g in games]
+    return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *games), len(games)
+
+
+def _check_checkpoints(checkpoints):
+    """``checkpoints`` as a (C,) array of strictly increasing integers >= 0."""
+    steps = np.asarray(checkpoints)
+    if (steps.ndim != 1 or steps.size == 0 or not np.issubdtype(steps.dtype, np.number)
+            or not np.all(np.isfinite(steps)) or np.any(steps != np.round(steps))
+            or steps[0] < 0 or np.any(np.diff(steps) <= 0)):
+        raise InvalidInputError(f"checkpoints: expected a non-empty 1-d array of strictly "
+                                f"increasing integers >= 0, got {checkpoints!r}")
+    return steps.astype(np.int64)
+
+
+def _seed_keys(seed, seeds):
+    """The PRNG key of every seed ``s < seeds``: ``fold_in(key(seed), s)``."""
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(seeds))
+
+
+def _start(make, hp, game, key):
+    """``make(hp)`` and its initial carry ``(state, run key)``: ``key`` split into the init
+    and the run key."""
+    algorithm = make(hp)
+    k_init, k_run = jax.random.split(key)
+    return algorithm, (algorithm.init(game, k_init), k_run)
+
+
+def _advance(algorithm, game, carry):
+    """One update of the carry ``(state, run key)``, with the next subkey of the run key."""
+    state, key = carry
+    key, sub = jax.random.split(key)
+    return algorithm.update(state, game, sub), key
+
+
+def _segment(make, record):
+    """The segment ``(carry, hp, game, marker) -> (carry, records)`` (to be jit-compiled):
+    ``len(marker)`` updates of ``make(hp)``, with ``record(algorithm, state, game)`` after each."""
+    def segment(carry, hp, game, length_marker):
+        algorithm = make(hp)
+
+        def body(carry, _):
+            carry = _advance(algorithm, game, carry)
+            return carry, record(algorithm, carry[0], game)
+
+        return jax.lax.scan(body, carry, None, length=length_marker.shape[0])
+
+    return segment
+
+
+def _segments(segment, carry, args, steps, chunk, progress, done=0):
+    """Run updates ``done + 1`` to ``steps`` as ``segment(carry, *args, marker)`` calls of at
+    most ``chunk`` updates each; yield the steps done before each call and its records."""
+    bar = _progress_bar(steps) if progress else None
+    if bar is not None:
+        bar.update(done)
+    while done < steps:
+        length = min(chunk, steps - done)
+        carry, out = segment(carry, *args, jnp.zeros(length))
+        yield done, out
+        done += length
+        if bar is not None:
+            bar.update(length)
+    if bar is not None:
+        bar.close()
 
 
 def _progress_bar(total):
