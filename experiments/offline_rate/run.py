@@ -163,7 +163,7 @@ def paired(algorithms, index) -> nt.algorithms.Algorithm:
         policies = jnp.stack([a.policy(s) for a, s in zip(algorithms, state)])
         return jnp.take(policies, index.astype(jnp.int32), axis=0)
 
-    return nt.algorithms.Algorithm(jax.jit(init), update, policy, "none")
+    return nt.algorithms.Algorithm(init, update, policy, "none")
 
 
 def population_reward(game, mu, phi=None) -> np.ndarray:

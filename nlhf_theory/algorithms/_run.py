@@ -125,7 +125,7 @@ def run_sweep(make, grid, game: PreferenceGame, *, beta, steps: int, seeds: int 
         body = _segment(make, measure)  # the game a constant of the compiled segment
         segment = jax.vmap(jax.jit(lambda carry, hp, marker: body(carry, hp, game64, marker)),
                            in_axes=(0, 0, None))
-        carry, first = jax.vmap(start)(hps, keys)
+        carry, first = jax.jit(jax.vmap(start))(hps, keys)
         pieces = [{k: np.asarray(v)[:, None] for k, v in first.items()}]
         for _, out in _segments(segment, carry, (hps,), steps, chunk, progress):
             pieces.append({k: np.asarray(v) for k, v in out.items()})
