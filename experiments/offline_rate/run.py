@@ -28,7 +28,6 @@ cell per game and beta for the bias b (closed-form Bradley-Terry fits).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd

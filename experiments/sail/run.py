@@ -225,18 +225,18 @@ def exact_trajectories(games, cell) -> dict:
 def run_exact(games, cell) -> pd.DataFrame:
     named = exact_trajectories(games, cell)
     steps = checkpoints(cell["exact_steps"], cell["exact_every"])
-    E, I = "exact", "implemented"
+    exact, hook = "exact", "implemented"
     pairs = {  # name -> the two (method, variant) trajectories compared
-        "SAIL, all route weights 0 vs DPO": (("SAIL, all route weights 0", E), ("DPO", E)),
-        "SAIL-PR, gamma = 0, g = 1 vs online DPO": (("SAIL-PR, gamma = 0, g = 1", E),
-                                                    ("online DPO", E)),
-        "SAIL-PP, pi = 0, p = 0.3 vs DPO at 0.7 lr": (("SAIL-PP, pi = 0, p = 0.3", E),
-                                                      ("DPO at 0.7 lr", E)),
-        "SAIL-PP vs DPO at 0.7 lr": (("SAIL-PP", E), ("DPO at 0.7 lr", E)),
-        "SAIL-PR exact vs gamma = 0": (("SAIL-PR", E), ("SAIL-PR, gamma = 0, g = 0.3", E)),
-        "SAIL-PR implemented vs gamma = 0": (("SAIL-PR", I),
-                                             ("SAIL-PR, gamma = 0, g = 0.3", E)),
-        **{f"{k} exact vs implemented": ((k, E), (k, I)) for k in HOOKED},
+        "SAIL, all route weights 0 vs DPO": (("SAIL, all route weights 0", exact), ("DPO", exact)),
+        "SAIL-PR, gamma = 0, g = 1 vs online DPO": (("SAIL-PR, gamma = 0, g = 1", exact),
+                                                    ("online DPO", exact)),
+        "SAIL-PP, pi = 0, p = 0.3 vs DPO at 0.7 lr": (("SAIL-PP, pi = 0, p = 0.3", exact),
+                                                      ("DPO at 0.7 lr", exact)),
+        "SAIL-PP vs DPO at 0.7 lr": (("SAIL-PP", exact), ("DPO at 0.7 lr", exact)),
+        "SAIL-PR exact vs gamma = 0": (("SAIL-PR", exact), ("SAIL-PR, gamma = 0, g = 0.3", exact)),
+        "SAIL-PR implemented vs gamma = 0": (("SAIL-PR", hook),
+                                             ("SAIL-PR, gamma = 0, g = 0.3", exact)),
+        **{f"{k} exact vs implemented": ((k, exact), (k, hook)) for k in HOOKED},
     }
     frames = []
     for index, (label, game) in enumerate(zip(cell["games"], games)):
