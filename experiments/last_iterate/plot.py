@@ -27,7 +27,7 @@ def _gap_panels(axes, results, games, betas, methods):
                 ax.semilogy(curve.step, np.maximum(curve.duality_gap, FLOOR), color=f"C{k}",
                             linewidth=1.0, label=method)
             ax.set_ylim(FLOOR / 2, 2.0)
-            ax.set_title(f"{game}\nbeta = {beta:g}")
+            ax.set_title(f"{game.replace('_', ' ')}\n$\\beta$ = {beta:g}", fontsize=8)
             ax.set_xlabel("iteration t")
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
             if j == 0:
