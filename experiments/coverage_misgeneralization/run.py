@@ -50,9 +50,8 @@ def instances(cell: dict) -> dict:
     phi = np.concatenate([masks[:, :, None, :] * rng.standard_normal((S, X, Y, d)),
                           rarity[..., None] * rng.standard_normal((S, X, Y, cell["rare"]))], -1)
     theta = rng.standard_normal((S, d + cell["rare"]))
-    ref = 1.0 / (ranks + 1.0) ** cell["zipf"]
     return {"phi": phi, "reward": np.einsum("sxyd,sd->sxy", phi, theta),
-            "pi_ref": ref / ref.sum(-1, keepdims=True), "top": ranks < cell["top_k"]}
+            "pi_ref": nt.zipf_policy(ranks, cell["zipf"]), "top": ranks < cell["top_k"]}
 
 
 def seen_prompts(kappa: float, num_prompts: int) -> np.ndarray:

@@ -17,10 +17,6 @@ import nlhf_theory as nt
 from nlhf_theory.algorithms import float64_mode, make_algorithm, policy_trajectories
 
 
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *a: jnp.stack([jnp.asarray(v) for v in a]), *trees)
-
-
 def _kl(p, q):
     """``KL(p || q)`` per prompt (row), with 0 log 0 = 0."""
     safe = jnp.where(p > 0, p, 1.0)
@@ -83,7 +79,8 @@ def trajectories(name, games, betas, hyperparameters, shared, steps, record, tar
     averages = running_average(policies)[:, record]
     with float64_mode():
         out = _metrics(
-            _stack([g.astype(np.float64) for g in games]), jnp.asarray(betas, jnp.float64),
+            jax.tree_util.tree_map(jnp.asarray, nt.stack_games(games)),
+            jnp.asarray(betas, jnp.float64),
             jnp.asarray(targets, jnp.float64), jnp.asarray(reward_optima, jnp.float64),
             jnp.asarray(policies[:, record]), jnp.asarray(averages))
     return {k: np.asarray(v) for k, v in out.items()}

@@ -33,13 +33,6 @@ from nlhf_theory.reproduce import Check, fit_slope
 FLOOR = 1e-16
 
 
-def zipf_reference(reward: np.ndarray, exponent: float) -> np.ndarray:
-    """``pi_ref(y|x) ∝ (1 + rank_x(y))^-exponent`` with ranks from the worst reward (rank 0)."""
-    rank = np.argsort(np.argsort(reward, axis=-1), axis=-1)
-    weights = (1.0 + rank) ** -float(exponent)
-    return weights / weights.sum(-1, keepdims=True)
-
-
 def make_model(spec: dict) -> nt.LinearPreferenceModel:
     """The Bradley-Terry-linear game of ``spec`` (see ``config.GAME``), features of max_dim."""
     rng = np.random.default_rng(spec["seed"])
@@ -48,7 +41,8 @@ def make_model(spec: dict) -> nt.LinearPreferenceModel:
     theta = np.zeros(D)
     direction = rng.normal(size=spec["true_dim"])
     theta[:spec["true_dim"]] = spec["reward_norm"] * direction / np.linalg.norm(direction)
-    pi_ref = zipf_reference(phi @ theta, spec["zipf_exponent"])
+    worst_first = np.argsort(np.argsort(phi @ theta, axis=-1), axis=-1)  # rank 0: worst reward
+    pi_ref = nt.zipf_policy(worst_first, spec["zipf_exponent"])
     return nt.bradley_terry_linear(phi, theta, pi_ref=pi_ref)
 
 

@@ -46,8 +46,7 @@ def gold_game(cell: dict):
     Y = cell["num_responses"]
     phi = np.random.default_rng(cell["game_seed"]).standard_normal((Y, cell["dim"]))
     reward = cell["theta_norm"] * phi[:, 0] - 0.5 * cell["curvature"] * np.sum(phi**2, -1)
-    ref = 1.0 / np.arange(1, Y + 1) ** cell["zipf"]
-    return nt.bradley_terry(reward, ref / ref.sum()), phi, reward
+    return nt.bradley_terry(reward, nt.zipf_policy(np.arange(Y), cell["zipf"])), phi, reward
 
 
 def fit_proxies(game, phi, num_pairs, seeds: int, ridge: float, steps: int) -> np.ndarray:

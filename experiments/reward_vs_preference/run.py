@@ -30,17 +30,11 @@ from nlhf_theory.reproduce import Check, fit_slope
 
 
 # Building blocks ---------------------------------------------------------------------------
-def zipf(num_responses: int, exponent: float) -> np.ndarray:
-    """``pi_ref(y) ~ (y + 1)^-exponent`` (uniform for exponent 0)."""
-    w = (np.arange(num_responses) + 1.0) ** -float(exponent)
-    return w / w.sum()
-
-
 def build_game(spec: dict, exponent: float = 0.0) -> nt.PreferenceGame:
     """The game of ``spec`` (make_game arguments, or {"P": matrix}) with a Zipf ``pi_ref``."""
     spec = dict(spec)
     P = np.asarray(spec["P"]) if "P" in spec else nt.make_game(spec.pop("name"), **spec).P
-    return nt.PreferenceGame(P, zipf(P.shape[-1], exponent))
+    return nt.PreferenceGame(P, nt.zipf_policy(np.arange(P.shape[-1]), exponent))
 
 
 def kendall_tau(a, b) -> np.ndarray:

@@ -61,12 +61,6 @@ def checkpoints(steps: int, every: int) -> np.ndarray:
     return np.r_[0, 1, np.arange(every, steps + 1, every)]
 
 
-def stack(games):
-    """The games as one pytree with a leading game axis, in float64 (same shapes needed)."""
-    games = [g.astype(np.float64) for g in games]
-    return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *games)
-
-
 def trajectories(make, grid: dict, games, *, steps: int, every: int, seeds: int, seed: int,
                  chunk: int = 500) -> np.ndarray:
     """Policies of ``make(hp)`` at :func:`checkpoints`, for every game, setting and seed.
@@ -282,7 +276,7 @@ def self_labelled_gradients(games, cell) -> np.ndarray:
 
         draws = jax.vmap(gradient, in_axes=(None, None, 0))
         per_game = jax.jit(jax.vmap(draws, in_axes=(0, 0, None)))
-        return np.asarray(per_game(jnp.asarray(np.stack(thetas)), stack(games), keys))
+        return np.asarray(per_game(jnp.asarray(np.stack(thetas)), nt.stack_games(games), keys))
 
 
 def run_gradient(games, cell) -> pd.DataFrame:

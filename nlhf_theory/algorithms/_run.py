@@ -15,7 +15,7 @@ import pandas as pd
 from nlhf_theory._validation import InvalidInputError, check_beta
 from nlhf_theory.algorithms._base import float64_mode, positive_int
 from nlhf_theory.equilibria import solve_regularized_nash
-from nlhf_theory.games import PreferenceGame
+from nlhf_theory.games import PreferenceGame, stack_games
 from nlhf_theory.metrics import duality_gap, exploitability, kl_to_ref, win_rate
 
 METRICS = ("duality_gap", "suboptimality", "exploitability", "kl_ref", "win_rate_ref",
@@ -237,14 +237,8 @@ def _stack_games(games):
     stacked along a leading run axis; and their number (None for a single game)."""
     if isinstance(games, PreferenceGame):
         return jax.tree_util.tree_map(jnp.asarray, games.astype(np.float64)), None
-    games = list(games) if isinstance(games, (list, tuple)) else None
-    if not games or not all(isinstance(g, PreferenceGame) for g in games):
-        raise InvalidInputError("games: expected a PreferenceGame or a non-empty sequence of them")
-    if len({g.P.shape for g in games}) > 1:
-        raise InvalidInputError(f"games: need equal shapes, got P shapes "
-                                f"{sorted({g.P.shape for g in games})}")
-    games = [g.astype(np.float64) for g in games]
-    return jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *games), len(games)
+    stacked = stack_games(games)
+    return jax.tree_util.tree_map(jnp.asarray, stacked), stacked.P.shape[0]
 
 
 def _check_checkpoints(checkpoints):

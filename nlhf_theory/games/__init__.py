@@ -1,6 +1,6 @@
 """Preference games: the tabular game, linear preference models and named games."""
 
-from nlhf_theory.games._game import PreferenceGame, bernoulli_labels
+from nlhf_theory.games._game import PreferenceGame, bernoulli_labels, stack_games, zipf_policy
 from nlhf_theory.games._linear import LinearPreferenceModel, bradley_terry_linear
 from nlhf_theory.games._named import (
     GAMES,
@@ -35,5 +35,7 @@ __all__ = [
     "munos_nontransitive",
     "random_skew",
     "rock_paper_scissors",
+    "stack_games",
     "voting_game",
+    "zipf_policy",
 ]

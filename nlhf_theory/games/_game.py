@@ -9,6 +9,7 @@ import numpy as np
 
 from nlhf_theory._validation import (
     InvalidInputError,
+    checked_real,
     float_array,
     prompt_distribution,
     reference_policy,
@@ -146,6 +147,63 @@ class PreferenceGame:
             f"PreferenceGame(num_prompts={self.num_prompts}, "
             f"num_responses={self.num_responses}, dtype={self.dtype})"
         )
+
+
+def zipf_policy(ranks, exponent) -> np.ndarray:
+    """A Zipf-like policy ``pi(y) = (1 + rank(y))^-exponent / Z`` along the last axis.
+
+    The usual unevenly covering reference of simulation studies (reference note
+    ``rlhf_deciphered.md``, B.4 common setup): rank 0 is the most likely response.
+
+    Args:
+      ranks: (..., Y) non-negative ranks (any real values >= 0; ties share a probability).
+      exponent: finite ``s >= 0`` (0: uniform).
+
+    Returns:
+      (..., Y) float64 probabilities summing to 1 along the last axis.
+
+    Example:
+      >>> zipf_policy(np.arange(3), 1.0).round(3)
+      array([0.545, 0.273, 0.182])
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.ndim < 1 or ranks.shape[-1] == 0 or not np.all(np.isfinite(ranks)) or np.any(
+            ranks < 0):
+        raise InvalidInputError(f"ranks: must be a non-empty (..., Y) array of finite values "
+                                f">= 0, got shape {ranks.shape}")
+    exponent = checked_real(exponent, "exponent", lambda v: np.isfinite(v) and v >= 0,
+                            "be finite and >= 0")
+    weights = (1.0 + ranks) ** -exponent
+    return weights / weights.sum(-1, keepdims=True)
+
+
+def stack_games(games) -> PreferenceGame:
+    """Games of equal shapes as one pytree with a leading game axis, in float64 NumPy arrays.
+
+    The result is what ``jax.vmap`` over games takes (``in_axes=0``); under jax's x64 mode its
+    leaves stay float64. Each game is validated at its own construction; this only checks
+    that the shapes agree.
+
+    Args:
+      games: a non-empty sequence of :class:`PreferenceGame` with equal ``P`` shapes.
+
+    Returns:
+      A :class:`PreferenceGame` pytree whose leaves have a leading axis of ``len(games)``.
+
+    Example:
+      >>> import nlhf_theory as nt
+      >>> stacked = nt.stack_games([nt.make_game("comal_cyclic"),
+      ...                           nt.make_game("rock_paper_scissors")])
+      >>> stacked.P.shape
+      (2, 1, 3, 3)
+    """
+    games = list(games) if isinstance(games, (list, tuple)) else None
+    if not games or not all(isinstance(g, PreferenceGame) for g in games):
+        raise InvalidInputError("games: expected a non-empty sequence of PreferenceGame")
+    if len({g.P.shape for g in games}) > 1:
+        raise InvalidInputError(f"games: need equal shapes, got P shapes "
+                                f"{sorted({g.P.shape for g in games})}")
+    return jax.tree_util.tree_map(lambda *a: np.stack(a), *[g.astype(np.float64) for g in games])
 
 
 def bernoulli_labels(key, probs):

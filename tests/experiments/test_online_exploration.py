@@ -28,14 +28,6 @@ def results(experiment):
     return pd.concat(frames, ignore_index=True), settings
 
 
-def test_zipf_reference_puts_the_least_mass_on_the_best_response(experiment):
-    reward = np.array([[0.3, -1.0, 2.0, 0.0]])
-    pi_ref = experiment.run.zipf_reference(reward, 2.0)
-    np.testing.assert_allclose(pi_ref.sum(-1), 1.0)
-    # ranks from the worst: y1 (0), y3 (1), y0 (2), y2 (3)
-    np.testing.assert_allclose(pi_ref[0] / pi_ref[0, 1], [1 / 9, 1.0, 1 / 16, 1 / 4])
-
-
 def test_reference_covers_the_target_poorly(experiment):
     settings = experiment.settings("quick")
     model = experiment.run.make_model(settings["game"])

@@ -211,3 +211,31 @@ def test_drawn_games_are_valid(game):
     # Re-validating a valid game is the identity (up to one rounding).
     again = nt.PreferenceGame(game.P, game.pi_ref, game.prompt_weights)
     np.testing.assert_allclose(again.P, game.P, rtol=0, atol=tol)
+
+
+def test_zipf_policy_by_hand():
+    # ranks 2, 0, 3, 1 with exponent 2: proportional to 1/9, 1, 1/16, 1/4
+    pi = nt.zipf_policy(np.array([[2, 0, 3, 1]]), 2.0)
+    np.testing.assert_allclose(pi.sum(-1), 1.0)
+    np.testing.assert_allclose(pi[0] / pi[0, 1], [1 / 9, 1.0, 1 / 16, 1 / 4], rtol=1e-15)
+    np.testing.assert_allclose(nt.zipf_policy(np.arange(5), 0.0), np.full(5, 0.2))
+
+
+@pytest.mark.parametrize("ranks, exponent, match", [
+    ([-1, 0, 1], 1.0, "ranks"), ([], 1.0, "ranks"), ([0, np.nan], 1.0, "ranks"),
+    ([0, 1], -0.5, "exponent"), ([0, 1], np.inf, "exponent"),
+])
+def test_zipf_policy_rejects_bad_input(ranks, exponent, match):
+    with pytest.raises(nt.InvalidInputError, match=match):
+        nt.zipf_policy(ranks, exponent)
+
+
+def test_stack_games_adds_a_leading_axis_and_checks_shapes():
+    games = [nt.make_game("comal_cyclic"), nt.make_game("rock_paper_scissors")]
+    stacked = nt.stack_games(games)
+    assert stacked.P.shape == (2, 1, 3, 3) and stacked.P.dtype == np.float64
+    np.testing.assert_array_equal(stacked.pi_ref[1], games[1].pi_ref)
+    with pytest.raises(nt.InvalidInputError, match="equal shapes"):
+        nt.stack_games([games[0], nt.make_game("random_skew", num_responses=4)])
+    with pytest.raises(nt.InvalidInputError, match="games"):
+        nt.stack_games([])
