@@ -158,17 +158,33 @@ def cell_key(cell: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def library_fingerprint(root=None) -> str:
+    """SHA-256 (first 12 hex digits) of every Python module of the library under ``root``.
+
+    ``root`` defaults to the installed ``nlhf_theory`` package. Files are visited in the order
+    of their relative paths, and each contributes its relative path and its bytes, so an edit,
+    an added or a removed module anywhere in the library changes the fingerprint.
+    """
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def code_version(experiment: Experiment) -> str:
     """A fingerprint of the code that computes an experiment's cells.
 
-    The SHA-256 (first 12 hex digits) of the package version and of every Python module of the
-    experiment folder but ``plot.py`` (a changed figure reuses the results). Cells are stored
-    under it, so editing ``run.py`` never reuses results computed by the old code; a change
-    inside the library itself is not seen: pass ``fresh=True`` (``--fresh``) after one.
+    The SHA-256 (first 12 hex digits) of the package version, of every Python module of the
+    library (:func:`library_fingerprint`) and of every Python module of the experiment folder
+    but ``plot.py`` (a changed figure reuses the results). Cells are stored under it, so an
+    edit to ``run.py`` or to any module of the library never reuses results computed by the
+    old code.
     """
     from nlhf_theory import __version__
 
     digest = hashlib.sha256(__version__.encode())
+    digest.update(library_fingerprint().encode())
     for path in sorted(experiment.path.glob("*.py")):
         if path.name != "plot.py":
             digest.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -2,6 +2,7 @@
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -202,3 +203,33 @@ def test_repository_experiments_are_discovered():
         for mode in ("quick", "full"):
             assert experiment.run.cells(experiment.settings(mode)), (name, mode)
         assert experiment.config.TITLE and experiment.config.CLAIM
+
+
+def test_library_fingerprint_sees_every_library_module(tmp_path):
+    import shutil
+
+    import nlhf_theory
+    from nlhf_theory.reproduce import library_fingerprint
+
+    root = tmp_path / "nlhf_theory"
+    shutil.copytree(Path(nlhf_theory.__file__).parent, root,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    before = library_fingerprint(root)
+    assert before == library_fingerprint(Path(nlhf_theory.__file__).parent)
+    module = root / "algorithms" / "_base.py"
+    module.write_text(module.read_text() + "\n# an edit deep inside the library\n")
+    edited = library_fingerprint(root)
+    assert edited != before
+    (root / "metrics" / "_new.py").write_text("X = 1\n")       # an added module
+    assert library_fingerprint(root) not in (before, edited)
+
+
+def test_code_version_changes_with_the_library(toy, monkeypatch):
+    from nlhf_theory.reproduce import _runner
+
+    experiment = load_experiment("toy_a", toy)
+    original = code_version(experiment)
+    monkeypatch.setattr(_runner, "library_fingerprint", lambda root=None: "0123456789ab")
+    changed = code_version(experiment)
+    monkeypatch.setattr(_runner, "library_fingerprint", lambda root=None: "ba9876543210")
+    assert len({original, changed, code_version(experiment)}) == 3
