@@ -162,6 +162,23 @@ def _minimize_h(Q, log_ref, beta, tol_h, max_iter, max_cg):
         q, r, h, it, mv = _newton(Q, log_ref, stage_beta, q, tol_h if last else 1e-6 * stage_beta,
                                   max_iter, max_cg)
         iterations, matvecs = iterations + it, matvecs + mv
+    # A path started at pi_ref can leave an entry of the true support at ~1e-300 when pi_ref
+    # itself is that small there (e.g. pi_ref = (1e-300, 1/2, 1/2) at beta = 1e-4), from which
+    # the trust-region mirror steps cannot climb back. Prompts whose certificate misses
+    # tol_h are solved again by Newton at the target beta from the uniform policy, and the
+    # better-certified solution of the two is kept.
+    lower, _ = _dual_lower_bound(Q, log_ref, r, beta)
+    matvecs += log_ref.shape[0]
+    failed = np.flatnonzero(h - lower > tol_h)
+    if failed.size:
+        Qf, lf = Q[failed], log_ref[failed]
+        uniform = np.full_like(q[failed], 1.0 / q.shape[-1])
+        q2, r2, h2, it, mv = _newton(Qf, lf, beta, uniform, tol_h, max_iter, max_cg)
+        lower2, _ = _dual_lower_bound(Qf, lf, r2, beta)
+        iterations, matvecs = iterations + it, matvecs + mv + failed.size
+        better = (h2 - lower2) < (h - lower)[failed]
+        keep = failed[better]
+        q[keep], r[keep], h[keep] = q2[better], r2[better], h2[better]
     return q, r, h, iterations, matvecs
 
 

@@ -336,3 +336,20 @@ def test_bad_beta(beta):
 def test_bad_game():
     with pytest.raises(InvalidInputError, match="^game:"):
         nt.solve_regularized_nash(nt.rock_paper_scissors().P, 0.1)
+
+
+def test_tiny_reference_entry_converges():
+    """Issue 9's reproduction: pi_ref = (1e-300, 1/2, 1/2) at beta = 1e-4 returned the
+    uncertified [4e-260, 0.287, 0.713] (gap 0.29); the equilibrium is about
+    (0.3333, 0.2873, 0.3793) (a generic root finder, as reported in the issue)."""
+    P = 0.5 + 0.5 * np.array([[0.0, -1, 1], [1, 0, -1], [-1, 1, 0]])
+    ref = np.array([1e-300, 0.5, 0.5])
+    beta = 1e-4
+    res = nt.solve_regularized_nash(nt.PreferenceGame(P[None], ref[None]), beta)
+    assert res.converged and res.duality_gap <= 1e-12
+    np.testing.assert_allclose(res.policy[0], [0.3333, 0.2873, 0.3793], atol=1e-4)
+    # the fixed point, checked in log space without the solver
+    q = res.policy[0]
+    z = np.log(ref) + P @ q / beta
+    log_br = z - (z.max() + np.log(np.sum(np.exp(z - z.max()))))
+    np.testing.assert_allclose(np.log(q), log_br, atol=1e-8)
