@@ -78,6 +78,44 @@ def ipo_loss(logp, logp_prime, ref, ref_prime, label, beta):
     return (h - (label - 0.5) / beta) ** 2
 
 
+def win_rate_ipo_loss(logp, logp_prime, ref, ref_prime, win, win_prime, beta):
+    """EGPO's online IPO loss: ``(h - (win - win_prime) / beta)^2``.
+
+    The square loss of IPO whose target is a difference of win rates against an opponent
+    ``pi'``: ``win = P(y > pi')`` and ``win_prime = P(y' > pi')`` (exact), or labels
+    ``1[y > y'']`` and ``1[y' > y'']`` of comparisons with one opponent draw ``y'' ~ pi'``
+    (sampled; unbiased for the exact target, and the square loss of an unbiased target has the
+    exact loss's gradient in expectation). Over pairs ``(y, y')`` with full support (EGPO
+    draws them uniformly) its minimizer is ``pi(y) ∝ pi_ref(y) exp(P(y > pi') / beta)``, and
+    one gradient step on it is an online-mirror-descent step (see
+    :func:`nlhf_theory.algorithms.online_ipo`). The EGPO authors' simulation calls the plain
+    (non-extragradient) algorithm "Online IPO 1 (OMD)".
+
+    Args:
+      logp, logp_prime: log pi(y | x), log pi(y' | x) under the trained policy.
+      ref, ref_prime: log pi_ref(y | x), log pi_ref(y' | x).
+      win, win_prime: P(y > pi' | x), P(y' > pi' | x) in [0, 1] (0/1 for sampled labels).
+      beta: KL coefficient > 0.
+
+    Returns:
+      The elementwise loss.
+
+    Example:
+      >>> import numpy as np
+      >>> float(win_rate_ipo_loss(np.log(0.5), np.log(0.5), np.log(0.5), np.log(0.5), 0.75,
+      ...                         0.25, 0.5))
+      1.0
+
+    References:
+      Zhou, Fazel & Du 2025 (EGPO), arXiv:2503.08942, the online IPO loss of its
+      implementation (pairs uniform, the opponent's response from the current policy); code
+      ``zhourunlong/EGPO``, ``simulations/loss_funcs.py``, ``online_ipo_1`` and
+      ``extragradient``.
+    """
+    h = log_ratio_margin(logp, logp_prime, ref, ref_prime)
+    return (h - (win - win_prime) / beta) ** 2
+
+
 def slic_loss(logp, logp_prime, ref, ref_prime, label, beta):
     """SLiC-HF calibration (hinge) loss with a (soft) label, with a reference policy.
 

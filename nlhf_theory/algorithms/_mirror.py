@@ -119,26 +119,45 @@ def _md_algorithm(step_fn, target, mode, batch_size):
     return Algorithm(init, update, policy_from_logits, target)
 
 
-def nash_md(beta, learning_rate=None, *, form: str = "mirror", inner_steps: int = 200,
-            inner_learning_rate: float = 0.5, mode: str = "exact",
+def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str = "mirror",
+            inner_steps: int = 200, inner_learning_rate: float = 0.5, mode: str = "exact",
             batch_size: int = 16) -> Algorithm:
-    """Nash-MD (Munos et al. 2023), idealized tabular form.
+    """Nash-MD (Munos et al. 2023), idealized tabular form, or the EGPO authors' gradient form.
 
-    ``pi_mix ∝ pi_t^{1 - eta_t beta} pi_ref^{eta_t beta}`` (geometric mixture with the
-    reference), then ``pi_{t+1} ∝ pi_mix exp(eta_t P(y > pi_mix))``. With the default step
-    ``eta_t = 2 / (beta (t + 2))``, ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1))`` (Thm. 1).
-    Converges in the last iterate to the regularized equilibrium ``pi*_beta``.
+    ``pi_mix ∝ pi_t^{1 - eta_mix beta} pi_ref^{eta_mix beta}`` (geometric mixture with the
+    reference), then ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P(y > pi_mix))``.
+    With ``eta_mix = eta`` (the default) this is Munos et al.'s
+    ``pi_{t+1} ∝ pi_mix exp(eta_t P(y > pi_mix))``; with their step
+    ``eta_t = 2 / (beta (t + 2))``, ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1))`` (Thm. 1),
+    last-iterate convergence to the regularized equilibrium ``pi*_beta``. A constant step has
+    the biased fixed point ``pi ∝ pi_ref exp(P pi_mix / beta)``.
 
     Notation: Munos et al.'s ``tau`` is ``beta``, ``mu`` is ``pi_ref``.
 
+    ``form="gradient"`` is the parametric Nash-MD of the EGPO authors' tabular simulation: ONE
+    gradient step ``theta_{t+1} = theta_t - learning_rate grad L(theta_t; pi_mix)`` on the
+    uniform-pair online IPO loss against ``pi_mix``
+    (:func:`~nlhf_theory.algorithms._pairwise.win_rate_pair_loss`; sampled: ``batch_size``
+    triples ``y, y' ~ Unif``, ``y'' ~ pi_mix`` per prompt, oracle labels). On ``Y`` responses
+    it equals the mirror form with ``eta = 4 learning_rate / (beta Y)`` [derived]. The authors
+    take the mixture weight ``true_lr * beta`` with ``true_lr = 2 lr / (beta Y)``: their runs
+    are ``form="gradient", learning_rate=lr, mixture_learning_rate=2 lr / (beta Y)`` (the
+    mixture step is half the step of the update, ``eta_mix = eta / 2``).
+
     Args:
       beta: KL coefficient > 0.
-      learning_rate: constant step ``eta`` with ``eta * beta <= 1``; None for Thm. 1's schedule.
-      form: ``"mirror"`` (closed form) or ``"loss"``: ``inner_steps`` gradient steps of size
-        ``inner_learning_rate`` on the square loss whose minimizer is the Nash-MD step (INPO's
-        loss with pairs drawn from ``pi_mix``, see :func:`inpo_loss_step`).
-      mode: ``"exact"`` or ``"sampled"`` (win rates from ``batch_size`` oracle comparisons).
-      batch_size: comparisons per response in the sampled mode.
+      learning_rate: constant step ``eta`` with ``eta * beta <= 1`` (mirror and loss forms), or
+        the gradient step on the logits (``form="gradient"``, required there); None for
+        Thm. 1's schedule.
+      mixture_learning_rate: ``eta_mix`` with ``eta_mix * beta <= 1``; None: the same as
+        ``learning_rate`` (or as the schedule).
+      form: ``"mirror"`` (closed form), ``"loss"`` (``inner_steps`` gradient steps of size
+        ``inner_learning_rate`` on the square loss whose minimizer is the mirror step: INPO's
+        loss with pairs drawn from ``pi_mix``, see :func:`inpo_loss_step`) or ``"gradient"``
+        (above).
+      mode: ``"exact"`` or ``"sampled"`` (mirror: win rates from ``batch_size`` oracle
+        comparisons per response; loss, gradient: ``batch_size`` pairs per prompt).
+      batch_size: as in ``mode``.
 
     Returns:
       An :class:`~nlhf_theory.algorithms.Algorithm`.
@@ -151,26 +170,48 @@ def nash_md(beta, learning_rate=None, *, form: str = "mirror", inner_steps: int 
       >>> state = alg.update(state, game, jax.random.key(1))
 
     References:
-      Munos et al. 2023, arXiv:2312.00886, Sec. 6 (Nash-MD) and Thm. 1.
+      Munos et al. 2023, arXiv:2312.00886, Sec. 6 (Nash-MD) and Thm. 1; code
+      ``zhourunlong/EGPO``, ``simulations/loss_funcs.py``, ``nash_md`` and ``nash_md_sample``
+      (gradient form; ``true_lr`` in ``simulations/main.py``).
     """
     beta = positive(beta, "beta")
+    forms = FORMS + ("gradient",)
+    if form not in forms:
+        raise InvalidInputError(f"form: must be one of {forms}, got {form!r}")
     if learning_rate is not None:
         eta = positive(learning_rate, "learning_rate")
-        if not (traced(eta) or traced(beta)) and eta * beta > 1:
+        if form != "gradient" and not (traced(eta) or traced(beta)) and eta * beta > 1:
             raise InvalidInputError(
                 f"learning_rate: Nash-MD needs learning_rate * beta <= 1, got {eta * beta:g}")
+    elif form == "gradient":
+        raise InvalidInputError("learning_rate: form='gradient' needs a constant learning rate")
+    if mixture_learning_rate is not None:
+        eta_mix = positive(mixture_learning_rate, "mixture_learning_rate")
+        if not (traced(eta_mix) or traced(beta)) and eta_mix * beta > 1:
+            raise InvalidInputError(
+                "mixture_learning_rate: Nash-MD needs mixture_learning_rate * beta <= 1, got "
+                f"{eta_mix * beta:g}")
 
-    inner = check_form(form, inner_steps, inner_learning_rate)
+    inner = check_form("mirror" if form == "gradient" else form, inner_steps,
+                       inner_learning_rate)
 
     def step(state, game, key, mode, batch_size):
         t = state.step.astype(state.logits.dtype)
         eta_t = 2.0 / (beta * (t + 2.0)) if learning_rate is None else eta
+        mix_t = eta_t if mixture_learning_rate is None else eta_mix
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
-        mix = log_softmax((1.0 - eta_t * beta) * state.logits + eta_t * beta * log_ref)
+        mix = log_softmax((1.0 - mix_t * beta) * state.logits + mix_t * beta * log_ref)
+        if form == "gradient":
+            from nlhf_theory.algorithms._pairwise import win_rate_pair_loss  # imports this
+
+            grad = jax.grad(win_rate_pair_loss)(state.logits, game, mix, key, mode, batch_size,
+                                                beta)
+            return state.logits - eta * grad
         if form == "loss":
             return inpo_loss_step(state.logits, log_ref, game, key, mode, batch_size, eta_t,
                                   beta, *inner, opponent=mix)
-        return mix + eta_t * win_rates(game, mix, key, mode, batch_size)
+        return ((1.0 - eta_t * beta) * state.logits + eta_t * beta * log_ref
+                + eta_t * win_rates(game, mix, key, mode, batch_size))
 
     return _md_algorithm(step, "regularized_nash", mode, batch_size)
 

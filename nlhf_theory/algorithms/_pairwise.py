@@ -6,6 +6,11 @@ labelled by the preference, scored by a loss of :mod:`nlhf_theory.losses`, and t
 a gradient step. In the exact mode the loss is its expectation over prompts ``x ~ d0``, pairs
 and labels (weights ``mu_1(y) mu_2(y')``, soft label ``P[x, y, y']``); in the sampled mode it is
 the mean over ``batch_size`` pairs per prompt with Bernoulli labels from the oracle.
+
+EGPO's online IPO (:func:`win_rate_pair_loss`) draws the pair uniformly and lets the opponent
+enter through a third response ``y'' ~ pi'``: the target is the difference of the win rates
+``P(y > pi') - P(y' > pi')`` (exact) or of two oracle labels against one draw ``y''``
+(sampled).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from nlhf_theory import losses
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import (
     Algorithm,
     PolicyState,
@@ -28,6 +34,17 @@ from nlhf_theory.algorithms._base import (
 from nlhf_theory.algorithms._mirror import check_mode
 
 _LOSSES = {"dpo": losses.dpo_loss, "ipo": losses.ipo_loss, "slic": losses.slic_loss}
+#: How online IPO draws its pairs: from the policy (Calandriello et al.) or uniformly (EGPO).
+PAIRS = ("policy", "uniform")
+#: Labels of the sampled mode: oracle draws, or the preference probabilities themselves.
+LABELS = ("bernoulli", "probability")
+
+
+def check_choice(value, name: str, choices):
+    """``value`` must be one of ``choices`` (a static option: a string)."""
+    if value not in choices:
+        raise InvalidInputError(f"{name}: must be one of {choices}, got {value!r}")
+    return value
 
 
 def geometric_mixture(logits, log_ref, weight):
@@ -35,7 +52,15 @@ def geometric_mixture(logits, log_ref, weight):
     return log_softmax((1.0 - weight) * logits + weight * log_ref)
 
 
-def pair_loss(loss, logits, game, behaviour, key, mode, batch_size, beta, log_ref=None):
+def _label(key, probabilities, labels, dtype):
+    """Oracle labels ``1[y > y'] ~ Bernoulli(p)`` (``"bernoulli"``) or ``p`` itself."""
+    if labels == "probability":
+        return probabilities.astype(dtype)
+    return jax.random.bernoulli(key, probabilities).astype(dtype)
+
+
+def pair_loss(loss, logits, game, behaviour, key, mode, batch_size, beta, log_ref=None,
+              labels="bernoulli"):
     """Expected (exact) or empirical (sampled) pairwise loss of the policy ``softmax(logits)``.
 
     Args:
@@ -48,6 +73,8 @@ def pair_loss(loss, logits, game, behaviour, key, mode, batch_size, beta, log_re
       key, mode, batch_size: sampling controls.
       beta: KL coefficient.
       log_ref: (X, Y) log-probabilities of the loss's reference (default ``log pi_ref``).
+      labels: sampled mode: ``"bernoulli"`` (oracle draws) or ``"probability"`` (the label is
+        ``P[x, y, y']``).
 
     Returns:
       A scalar loss.
@@ -67,24 +94,81 @@ def pair_loss(loss, logits, game, behaviour, key, mode, batch_size, beta, log_re
     y = jax.random.categorical(k1, mu1[:, None, :], axis=-1, shape=(X, batch_size))
     y2 = jax.random.categorical(k2, mu2[:, None, :], axis=-1, shape=(X, batch_size))
     x = jnp.arange(X)[:, None]
-    labels = jax.random.bernoulli(k3, P[x, y, y2]).astype(logits.dtype)
-    values = loss(logp[x, y], logp[x, y2], log_ref[x, y], log_ref[x, y2], labels, beta)
+    label = _label(k3, P[x, y, y2], labels, logits.dtype)
+    values = loss(logp[x, y], logp[x, y2], log_ref[x, y], log_ref[x, y2], label, beta)
     return jnp.sum(d0 * values.mean(-1))
 
 
-def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragradient, target):
+def win_rate_pair_loss(logits, game, opponent, key, mode, batch_size, beta,
+                       labels="bernoulli"):
+    """EGPO's online IPO loss of ``softmax(logits)`` against ``pi' = exp(opponent)``.
+
+    Exact: ``sum_x d0(x) (1 / Y^2) sum_{y, y'} (h(y, y') - (P(y > pi') - P(y' > pi')) / beta)^2``
+    (every ordered pair, uniform weights). Sampled: per prompt, ``batch_size`` triples with
+    ``y, y' ~ Unif(Y)`` and one opponent ``y'' ~ pi'``, the target ``l - l'`` with
+    ``l ~ Bernoulli(P[x, y, y''])`` and ``l' ~ Bernoulli(P[x, y', y''])`` two independent oracle
+    comparisons (``labels="bernoulli"``) or ``P[x, y, y''] - P[x, y', y'']``
+    (``labels="probability"``, the authors' sampled mode); the loss is the mean over the
+    batch. The loss is :func:`nlhf_theory.losses.win_rate_ipo_loss`.
+
+    Args:
+      logits: (X, Y) logits of the trained policy.
+      game: the game.
+      opponent: (X, Y) normalized log-probabilities of ``pi'`` (treated as constants).
+      key, mode, batch_size: sampling controls (``batch_size`` triples per prompt).
+      beta: KL coefficient.
+      labels: ``"bernoulli"`` or ``"probability"`` (sampled mode).
+
+    Returns:
+      A scalar loss.
+
+    References:
+      Zhou, Fazel & Du 2025, arXiv:2503.08942; code ``zhourunlong/EGPO``,
+      ``simulations/loss_funcs.py``, ``online_ipo_1`` (exact) and ``online_ipo_1_sample``.
+    """
+    logp = log_softmax(logits)
+    log_ref = jnp.log(jnp.asarray(game.pi_ref))
+    P = jnp.asarray(game.P)
+    d0 = jnp.asarray(game.prompt_weights)
+    opponent = jax.lax.stop_gradient(opponent)
+    X, Y = logits.shape
+    if mode == "exact":
+        wins = jnp.einsum("xij,xj->xi", P, jnp.exp(opponent))
+        values = losses.win_rate_ipo_loss(logp[:, :, None], logp[:, None, :],
+                                          log_ref[:, :, None], log_ref[:, None, :],
+                                          wins[:, :, None], wins[:, None, :], beta)
+        return jnp.sum(d0 * values.mean(axis=(1, 2)))
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    y = jax.random.randint(k1, (X, batch_size), 0, Y)
+    y2 = jax.random.randint(k2, (X, batch_size), 0, Y)
+    y3 = jax.random.categorical(k3, opponent[:, None, :], axis=-1, shape=(X, batch_size))
+    x = jnp.arange(X)[:, None]
+    win = _label(k4, P[x, y, y3], labels, logits.dtype)
+    win_prime = _label(k5, P[x, y2, y3], labels, logits.dtype)
+    values = losses.win_rate_ipo_loss(logp[x, y], logp[x, y2], log_ref[x, y], log_ref[x, y2],
+                                      win, win_prime, beta)
+    return jnp.sum(d0 * values.mean(-1))
+
+
+def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragradient, target,
+            pairs="policy", labels="bernoulli"):
     loss = _LOSSES[loss_name]
     beta = positive(beta, "beta")
     lr = positive(learning_rate, "learning_rate")
     mixture = unit_interval(mixture, "mixture")
     mode = check_mode(mode)
     batch_size = positive_int(batch_size, "batch_size")
+    pairs = check_choice(pairs, "pairs", PAIRS)
+    labels = check_choice(labels, "labels", LABELS)
 
     def grad_at(logits, behaviour_logits, game, key):
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
         mu = geometric_mixture(behaviour_logits, log_ref, mixture)
+        if pairs == "uniform":
+            return jax.grad(win_rate_pair_loss)(logits, game, mu, key, mode, batch_size, beta,
+                                                labels)
         return jax.grad(pair_loss, argnums=1)(loss, logits, game, (mu, mu), key, mode,
-                                              batch_size, beta)
+                                              batch_size, beta, labels=labels)
 
     def init(game, key=None):
         return reference_state(game)
@@ -93,7 +177,7 @@ def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragrad
         k1, k2 = jax.random.split(key)
         theta = state.logits
         opponent = theta
-        if extragradient:  # EGPO: the half step only sets the opponent
+        if extragradient:  # the half step only sets the opponent, then it is undone
             opponent = theta - lr * grad_at(theta, theta, game, k1)
         theta = theta - lr * grad_at(theta, opponent, game, k2)
         return PolicyState(log_softmax(theta), state.step + 1)
@@ -117,17 +201,63 @@ def online_dpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64
     return _online("dpo", beta, learning_rate, 0.0, mode, batch_size, False, "reward_optimum")
 
 
-def online_ipo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64) -> Algorithm:
-    """Online IPO: the IPO loss on on-policy pairs ``y, y' ~ pi_t`` (stop-gradient).
+def online_ipo(beta, learning_rate, *, pairs: str = "policy", extragradient: bool = False,
+               mode: str = "exact", batch_size: int = 64,
+               labels: str = "bernoulli") -> Algorithm:
+    """Online IPO: one gradient step per iteration on an IPO square loss against ``pi_t``.
 
-    Its stationary point is the regularized Nash equilibrium (Prop. 4.1), and its expected
-    gradient is that of self-play Nash-MD-PG (Prop. 4.2); plain gradient steps can oscillate
-    for small ``beta``. Notation: Calandriello et al.'s ``tau`` is ``beta``.
+    ``theta_{t+1} = theta_t - lr grad L(theta_t; pi_t)``, the opponent ``pi_t`` held fixed
+    (stop-gradient), with one of two losses (the EGPO authors' simulation runs both):
+
+    * ``pairs="policy"`` (Calandriello et al. eq. 11; the authors' "Online IPO 2"):
+      ``L = E_{y, y' ~ pi_t}[(h(y, y') - (P(y > y') - 1/2) / beta)^2]``.
+    * ``pairs="uniform"`` (EGPO's online IPO; the authors' "Online IPO 1 (OMD)"):
+      ``L = E_{y, y' ~ Unif}[(h(y, y') - (P(y > pi_t) - P(y' > pi_t)) / beta)^2]``
+      (:func:`win_rate_pair_loss`). For a tabular policy its exact gradient step is exactly the
+      online-mirror-descent (INPO) step ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta}
+      exp(eta P pi_t)`` with ``eta = 4 lr / (beta Y)`` on ``Y`` responses [derived: the loss
+      is ``(2 / Y) sum_y (e_y - mean e)^2`` in ``e = log(pi / pi_ref) - P pi_t / beta``].
+
+    Both have the regularized Nash equilibrium ``pi*_beta`` as stationary point (Prop. 4.1);
+    the policy-pair gradient is in expectation self-play Nash-MD-PG's (Prop. 4.2). Plain
+    gradient steps can oscillate for small ``beta``. ``extragradient=True`` takes EGPO's
+    extragradient step instead: ``theta_{t+1/2} = theta_t - lr grad L(theta_t; pi_t)``, then
+    ``theta_{t+1} = theta_t - lr grad L(theta_t; pi_{t+1/2})`` (the half step only moves the
+    opponent). With ``pairs="uniform"`` that is :func:`egpo`; with ``pairs="policy"`` it is
+    extragradient on Calandriello et al.'s loss (the update this package called ``egpo``
+    before; not a published algorithm: its gradient vanishes on a near-pure policy, and it
+    collapses at beta = 0.001 where EGPO converges).
+
+    Notation: Calandriello et al.'s ``tau`` is ``beta``.
+
+    Args:
+      beta: KL coefficient > 0.
+      learning_rate: gradient step ``lr`` > 0 on the logits.
+      pairs: ``"policy"`` or ``"uniform"`` (above).
+      extragradient: take EGPO's extragradient step.
+      mode: ``"exact"`` (expected loss) or ``"sampled"``.
+      batch_size: pairs per prompt per step (sampled mode; per gradient, two in an
+        extragradient step, each with fresh draws).
+      labels: sampled mode: ``"bernoulli"`` (oracle draws, default) or ``"probability"``
+        (the preference probabilities as labels, as in the authors' simulation).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm`.
+
+    Example:
+      >>> import nlhf_theory as nt
+      >>> df = nt.run("online_ipo", nt.make_game("comal_cyclic"), beta=0.1, steps=2000,
+      ...             learning_rate=0.2, pairs="uniform")
+      >>> bool(df.duality_gap.iloc[-1] < 1e-8)
+      True
 
     References:
-      Calandriello et al. 2024, arXiv:2403.08635, eq. 11 and Props. 4.1-4.2.
+      Calandriello et al. 2024, arXiv:2403.08635, eq. 11 and Props. 4.1-4.2; Zhou, Fazel &
+      Du 2025, arXiv:2503.08942 (the uniform-pair loss); code ``zhourunlong/EGPO``,
+      ``simulations/loss_funcs.py``, ``online_ipo_1``, ``online_ipo_2`` (and ``_sample``).
     """
-    return _online("ipo", beta, learning_rate, 0.0, mode, batch_size, False, "regularized_nash")
+    return _online("ipo", beta, learning_rate, 0.0, mode, batch_size, extragradient,
+                   "regularized_nash", pairs, labels)
 
 
 def ipo_md(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
@@ -145,18 +275,50 @@ def ipo_md(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
                    "regularized_nash")
 
 
-def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64) -> Algorithm:
-    """EGPO: extragradient on the online IPO loss.
+def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
+         labels: str = "bernoulli") -> Algorithm:
+    """EGPO: extragradient steps on the uniform-pair online IPO loss.
 
+    With ``L(theta; pi') = E_{y, y' ~ Unif}[(h_theta(y, y') - (P(y > pi') - P(y' > pi')) /
+    beta)^2]`` (:func:`nlhf_theory.losses.win_rate_ipo_loss`, the opponent ``pi'`` held fixed):
     ``theta_{t+1/2} = theta_t - lr grad L(theta_t; pi_{theta_t})``, then
     ``theta_{t+1} = theta_t - lr grad L(theta_t; pi_{theta_{t+1/2}})``: the half step only
-    moves the opponent that draws the pairs, as in the authors' code. Converges linearly in the
-    last iterate to the regularized Nash equilibrium.
+    moves the opponent. Exact mode: every ordered pair with weight ``1 / Y^2``, as the
+    authors' tabular simulation (``extragradient``); for a tabular policy it is exactly the
+    extragradient mirror step of Alg. 1 with ``eta = 4 lr / (beta Y)`` [derived, see
+    :func:`online_ipo`]. Sampled mode: each of the two gradients draws ``batch_size`` fresh
+    triples per prompt, ``y, y' ~ Unif`` and ``y'' ~ pi_t`` (half step) or ``pi_{t+1/2}`` (full
+    step), with oracle labels ``1[y > y'']``, ``1[y' > y'']`` (``labels="bernoulli"``) or, as
+    the authors' ``extragradient_sample``, the probabilities ``P[y, y'']``, ``P[y', y'']``
+    (``labels="probability"``). Converges linearly in the last iterate to the regularized
+    Nash equilibrium ``pi*_beta``. The former update of this name (extragradient on the
+    policy-pair loss) is ``online_ipo(..., extragradient=True)``.
+
+    Args:
+      beta: KL coefficient > 0.
+      learning_rate: gradient step ``lr`` > 0 on the logits (the authors' tabular runs: 0.1,
+        0.02, 2e-4 at beta = 0.1, 0.01, 0.001).
+      mode: ``"exact"`` or ``"sampled"``.
+      batch_size: triples per prompt per gradient (sampled mode).
+      labels: ``"bernoulli"`` or ``"probability"`` (sampled mode).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm`.
+
+    Example:
+      >>> import nlhf_theory as nt
+      >>> df = nt.run("egpo", nt.make_game("comal_cyclic"), beta=0.1, steps=1000,
+      ...             learning_rate=0.1)
+      >>> bool(df.duality_gap.iloc[-1] < 1e-8)
+      True
 
     References:
-      Zhou, Fazel & Du 2025, arXiv:2503.08942, Alg. 1; code ``zhourunlong/EGPO``.
+      Zhou, Fazel & Du 2025, arXiv:2503.08942, Alg. 1 and its online IPO implementation;
+      code ``zhourunlong/EGPO``, ``simulations/loss_funcs.py``, ``extragradient`` and
+      ``extragradient_sample``.
     """
-    return _online("ipo", beta, learning_rate, 0.0, mode, batch_size, True, "regularized_nash")
+    return _online("ipo", beta, learning_rate, 0.0, mode, batch_size, True, "regularized_nash",
+                   "uniform", labels)
 
 
 def nash_md_pg(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
