@@ -4,15 +4,18 @@ Learning rates come from each method's theory or paper, as a rule of beta (never
 game); ``run.hyperparameters`` applies them:
 
 * ``nash_md``: Munos et al.'s schedule ``eta_t = 2 / (beta (t + 2))`` (Thm. 1).
-* ``inpo``, ``mpo``, ``comal``: the mirror step ``eta = beta / (beta^2 + L^2)`` with
+* ``inpo``, ``comal``: the mirror step ``eta = beta / (beta^2 + L^2)`` with
   ``L = max |P - 1/2| <= 1/2`` [derived]: the linearized INPO map at ``pi*_beta`` has
   eigenvalues ``1 - eta beta + i eta w`` with ``|w| <= L``, whose worst-case modulus
-  ``(1 - eta beta)^2 + eta^2 L^2`` this step minimizes; it satisfies INPO's ``eta beta <= 1``
-  and magnetic mirror descent's linear-rate condition ``eta <= beta / L^2`` (Sokota et al.
-  2023, arXiv:2206.05825).
-  MPO's magnet period and COMAL's inner steps ``K = ceil(2 ln 10 / (eta beta))``: COMAL's
-  inner bound ``KL <= (1 - eta beta / 2)^k KL_0`` (Liu et al. 2024, arXiv:2410.23223) falls
-  10-fold before the anchor moves.
+  ``(1 - eta beta)^2 + eta^2 L^2`` this step minimizes; it satisfies INPO's ``eta beta <= 1``.
+  COMAL's inner steps ``K = ceil(2 ln 10 / (eta beta))``: COMAL's inner bound
+  ``KL <= (1 - eta beta / 2)^k KL_0`` (Liu et al. 2024, arXiv:2410.23223) falls 10-fold
+  before the anchor moves.
+* ``mpo``: the same step in MMD's parametrization, ``eta' = eta / (1 - eta beta) = beta / L^2``,
+  the largest step of magnetic mirror descent's linear-rate condition ``eta' <= beta / L^2``
+  (Sokota et al. 2023, arXiv:2206.05825, Thm. 3.4). Magnet period ``K = ceil(ln 10 /
+  ln(1 + eta' beta))``: MMD's bound ``KL <= (1 + eta' beta)^{-k} KL_0`` falls 10-fold before
+  the magnet moves.
 * ``online_ipo``, ``egpo``, ``nash_md_pg``: EGPO's tabular configs (Zhou et al. 2025,
   arXiv:2503.08942, ``simulations/``): lr 0.1, 0.02, 2e-4 at beta = 0.1, 0.01, 0.001 (the
   paper that compares these methods); Nash-MD-PG with Munos et al.'s mixture 0.125.
@@ -74,8 +77,8 @@ QUICK = {
     "methods": METHODS,
     "game_groups": [_SMALL_GAMES],
     "beta_sets": [([0.1, 0.01], 5000)],
-    # at beta = 0.01 the anchor period K = 11518 exceeds the quick horizon: MPO and COMAL
-    # would be INPO, so quick runs them at beta = 0.1 only
+    # at beta = 0.01 the anchor periods (COMAL K = 11518, MPO K = 5758) exceed the quick
+    # horizon: MPO and COMAL would be fixed-magnet methods, so quick runs them at beta = 0.1 only
     "betas_of": {"mpo": [0.1], "comal": [0.1]},
     "record_points": 400,
     "classify": CLASSIFY,

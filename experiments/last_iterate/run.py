@@ -38,9 +38,12 @@ def hyperparameters(method: str, beta: float, steps: int, num_responses: int) ->
         return {}
     if method in ("inpo",):
         return {"learning_rate": eta}
-    if method in ("mpo", "comal"):
-        period = math.ceil(2 * math.log(10) / (eta * beta))
-        return {"learning_rate": eta, ("period" if method == "mpo" else "inner_steps"): period}
+    if method == "mpo":  # MMD's step: the same step as INPO's eta, eta' = eta / (1 - eta beta)
+        mmd = beta / config.PAYOFF_BOUND**2
+        return {"learning_rate": mmd,
+                "period": math.ceil(math.log(10) / math.log(1 + mmd * beta))}
+    if method == "comal":
+        return {"learning_rate": eta, "inner_steps": math.ceil(2 * math.log(10) / (eta * beta))}
     if method in ("online_ipo", "egpo"):
         return {"learning_rate": lr}
     if method == "nash_md_pg":

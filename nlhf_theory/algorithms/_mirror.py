@@ -328,13 +328,56 @@ class MagnetState(NamedTuple):
     step: Any
 
 
+#: ``L = max |P - 1/2|`` can be at most 1/2 for any preference matrix: the Lipschitz constant
+#: (l1 to l-infinity) of the game's gradient, which the MMD step-size condition uses.
+PAYOFF_LIPSCHITZ_BOUND = 0.5
+
+
+def mmd_loss_step(logits, magnet, game, key, mode, batch_size, eta, beta, steps, lr):
+    """MPO's parametric step: minimize the magnetic-mirror-descent proximal objective.
+
+    ``sum_x d0(x) [KL(pi_theta || pi_t) + eta beta KL(pi_theta || rho) - eta <pi_theta, w>]``
+    over the logits ``theta`` (Sokota et al. 2023, eq. (MMD): ``argmin eta (<F(z_t), z> +
+    alpha psi(z)) + B_psi(z; z_t)`` with the negative entropy relative to the magnet ``rho``),
+    where ``w = P(y > pi_t)`` are the exact or sampled win rates of :func:`win_rates`. The
+    objective equals ``(1 + eta beta) KL(pi_theta || pi_mmd) + const`` with ``pi_mmd`` the
+    closed-form step, so its minimizer is exactly the mirror step.
+    """
+    wins = jax.lax.stop_gradient(win_rates(game, logits, key, mode, batch_size))
+    d0 = jnp.asarray(game.prompt_weights)
+
+    def loss(theta):
+        logp = log_softmax(theta)
+        p = jnp.exp(logp)
+        per_prompt = jnp.sum(p * ((logp - logits) + eta * beta * (logp - magnet) - eta * wins),
+                             -1)
+        return jnp.sum(d0 * per_prompt)
+
+    return minimize_logits(loss, logits, steps, lr)
+
+
+STEPS = ("inpo", "mmd")
+
+
 def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner_steps,
-              inner_learning_rate):
-    """Mirror descent regularized toward a magnet that is moved to the iterate every
-    ``period`` steps: ``pi_{t+1} ∝ pi_t^{1 - eta beta} rho^{eta beta} exp(eta P(y > pi_t))``."""
+              inner_learning_rate, step_rule: str = "inpo"):
+    """Mirror descent regularized toward a magnet ``rho`` that is moved to the iterate every
+    ``period`` steps (the magnet at step ``t`` is ``pi_t`` whenever ``t`` is a multiple of
+    ``period``; initially ``pi_ref``).
+
+    ``step_rule="inpo"`` (COMAL's inner loop): ``pi_{t+1} ∝ pi_t^{1 - eta beta} rho^{eta beta}
+    exp(eta P(y > pi_t))``, needing ``eta beta <= 1``; its loss form is INPO's square loss toward
+    the magnet (:func:`inpo_loss_step`). ``step_rule="mmd"`` (MPO): magnetic mirror descent
+    ``pi_{t+1} ∝ (pi_t rho^{eta beta} exp(eta P(y > pi_t)))^{1 / (1 + eta beta)}``, defined for
+    every ``eta > 0`` (the INPO step with ``eta / (1 + eta beta)``); its loss form is the MMD
+    proximal objective (:func:`mmd_loss_step`). Arguments are validated by the callers' rules
+    and here.
+    """
+    if step_rule not in STEPS:
+        raise InvalidInputError(f"step_rule: must be one of {STEPS}, got {step_rule!r}")
     beta = positive(beta, "beta")
     eta = positive(learning_rate, "learning_rate")
-    if not (traced(eta) or traced(beta)) and eta * beta > 1:
+    if step_rule == "inpo" and not (traced(eta) or traced(beta)) and eta * beta > 1:
         raise InvalidInputError(
             f"learning_rate: needs learning_rate * beta <= 1, got {eta * beta:g}")
     period = positive_int(period, "period")
@@ -347,12 +390,19 @@ def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner
         return MagnetState(ref.logits, ref.logits, ref.step)
 
     def update(state, game, key):
-        if form == "loss":
-            logits = log_softmax(inpo_loss_step(state.logits, state.magnet, game, key, mode,
-                                                batch_size, eta, beta, *inner))
+        if step_rule == "mmd" and form == "loss":
+            logits = mmd_loss_step(state.logits, state.magnet, game, key, mode, batch_size, eta,
+                                   beta, *inner)
+        elif step_rule == "mmd":
+            wins = win_rates(game, state.logits, key, mode, batch_size)
+            logits = (state.logits + eta * beta * state.magnet + eta * wins) / (1.0 + eta * beta)
+        elif form == "loss":
+            logits = inpo_loss_step(state.logits, state.magnet, game, key, mode, batch_size, eta,
+                                    beta, *inner)
         else:
-            logits = log_softmax((1.0 - eta * beta) * state.logits + eta * beta * state.magnet
-                                 + eta * win_rates(game, state.logits, key, mode, batch_size))
+            logits = ((1.0 - eta * beta) * state.logits + eta * beta * state.magnet
+                      + eta * win_rates(game, state.logits, key, mode, batch_size))
+        logits = log_softmax(logits)
         step = state.step + 1
         magnet = jnp.where(step % period == 0, logits, state.magnet)
         return MagnetState(logits, magnet, step)
@@ -363,26 +413,88 @@ def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner
 def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_steps: int = 200,
         inner_learning_rate: float = 0.5, mode: str = "exact",
         batch_size: int = 16) -> Algorithm:
-    """Magnetic Preference Optimization (Wang et al. 2024): magnetic mirror descent.
+    """Magnetic Preference Optimization (Wang et al. 2024): magnetic mirror descent, moving magnet.
 
-    ``pi_{t+1} ∝ (pi_t rho^{eta' beta} exp(eta' P(y > pi_t)))^{1 / (1 + eta' beta)}``, which is
-    the step below with ``eta = eta' / (1 + eta' beta)``; the magnet ``rho`` (initially
-    ``pi_ref``) is reset to the current policy every ``period`` steps, so the iterates approach
-    the unregularized equilibrium (maximal lottery) in the last iterate.
+    Each step is magnetic mirror descent (MMD) on the preference game with magnet ``rho``:
+
+    ``pi_{t+1} ∝ (pi_t rho^{eta beta} exp(eta P(y > pi_t)))^{1 / (1 + eta beta)}``
+
+    (``eta`` = ``learning_rate``, MMD's and MPO's step; ``beta`` = the magnet's KL coefficient,
+    MMD's ``alpha``; ``P(y > pi_t)`` the win rates, exact or sampled). The magnet starts at
+    ``pi_ref`` and is reset to the current policy every ``period`` steps: the inner game
+    ``max_pi min_pi' P(pi > pi') - beta KL(pi || rho) + beta KL(pi' || rho)`` has its equilibrium
+    ``pi*_rho`` as MMD's fixed point, and moving the magnet to (an approximation of) it is the
+    proximal-point outer loop that drives the last iterate to the unregularized equilibrium
+    (maximal lottery).
+
+    **Step size.** MMD converges linearly to ``pi*_rho``, ``KL(pi*_rho || pi_{t+1}) <=
+    (1 + eta beta)^{-t} KL(pi*_rho || pi_1)``, when ``eta <= beta / L^2`` (Sokota et al. 2023,
+    Thm. 3.4), ``L`` the Lipschitz constant of the game's gradient from l1 to l-infinity:
+    ``L = max |P - 1/2| <= 1/2`` for a preference game (the update ignores the constant
+    1/2). Hence ``learning_rate <= 4 beta`` is required (the condition for every game); a game
+    with smaller ``L`` admits the theory's linear rate up to ``beta / L^2``, which the check
+    cannot know.
+
+    **When the magnet reset is faithful to the theory.** The outer loop assumes the inner game
+    is (nearly) solved when the magnet moves. With the bound above, ``period >=
+    ceil(ln(1/eps) / ln(1 + eta beta))`` steps shrink ``KL(pi*_rho || pi)`` by the factor
+    ``eps`` before each reset (e.g. ``eps = 1e-6``, ``beta = 0.1``, ``eta = 4 beta``: 353
+    steps). Shorter periods run an inexact proximal point, outside the theory (they can still
+    converge, often in fewer steps); ``period = 1`` is unregularized multiplicative weights
+    with step ``eta / (1 + eta beta)``, whose ``KL(pi* || pi_t)`` never decreases on games
+    with an interior equilibrium.
+
+    **Versions.** Before this version the step was INPO's ``pi_t^{1 - eta beta} rho^{eta beta}
+    exp(eta P pi_t)``, equal to the MMD step above only after reparametrizing ``eta_inpo = eta /
+    (1 + eta beta)``; to reproduce an old run with ``learning_rate = e``, pass
+    ``learning_rate = e / (1 - e beta)`` (admitted for ``e <= 4 beta / (1 + 4 beta^2)``).
 
     Args:
       beta: magnet strength > 0 (the KL coefficient of each inner game).
-      learning_rate: ``eta`` > 0 with ``eta * beta <= 1``.
-      period: steps between magnet resets.
-      form, inner_steps, inner_learning_rate: as in :func:`inpo` (the loss form minimizes
-        INPO's square loss with the magnet as reference).
+      learning_rate: MMD's step ``eta``, ``0 < eta <= 4 beta`` (see above).
+      period: steps between magnet resets, >= 1 (default 100; see the faithfulness rule).
+      form: ``"mirror"`` (closed-form step) or ``"loss"``: ``inner_steps`` gradient steps of
+        size ``inner_learning_rate`` on the logits minimizing the MMD proximal objective
+        ``KL(pi || pi_t) + eta beta KL(pi || rho) - eta <pi, P(y > pi_t)>``
+        (:func:`mmd_loss_step`), whose minimizer is the mirror step.
+      inner_steps: gradient steps per iteration in the loss form (default 200).
+      inner_learning_rate: their step size (default 0.5).
+      mode: ``"exact"`` or ``"sampled"`` (win rates from ``batch_size`` oracle comparisons per
+        response, default 16).
+      batch_size: comparisons per response in the sampled mode.
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`MagnetState`.
+
+    Example:
+      >>> import jax, nlhf_theory as nt
+      >>> alg = nt.algorithms.mpo(beta=0.1, learning_rate=0.4, period=353)
+      >>> game = nt.make_game("comal_cyclic")
+      >>> state = alg.update(alg.init(game, jax.random.key(0)), game, jax.random.key(1))
+
+    Interpretation: the paper's practical LLM algorithm optimizes MMD's objective per token by
+    policy gradient (REINFORCE advantages, KL to the magnet and to the previous policy); its
+    exact loss equations were not available to us, so ``form="loss"`` minimizes the tabular
+    MMD proximal objective exactly in expectation over ``y ~ pi_theta`` (the win rates are
+    exact or sampled), which is the objective that practical algorithm estimates.
 
     References:
-      Wang et al. 2024, arXiv:2410.16714, Sec. 4 (MPO); Sokota et al. 2023, arXiv:2206.05825
-      (magnetic mirror descent).
+      Wang et al. 2024, arXiv:2410.16714 (ICLR 2025), Sec. 3-4 (MPO: MMD steps, magnet moved
+      to the current policy periodically); Sokota et al. 2023, arXiv:2206.05825, Sec. 3
+      (MMD update, closed form for the negative entropy) and Thm. 3.4 (linear rate under
+      ``eta <= alpha / L^2``).
     """
-    return _anchored(beta, learning_rate, period, "nash", mode, batch_size, form, inner_steps,
-                     inner_learning_rate)
+    beta = positive(beta, "beta")
+    eta = positive(learning_rate, "learning_rate")
+    if not (traced(eta) or traced(beta)):
+        bound = beta / PAYOFF_LIPSCHITZ_BOUND**2
+        if eta > bound * (1 + 1e-12):
+            raise InvalidInputError(
+                f"learning_rate: MPO's MMD step needs learning_rate <= beta / L^2 = 4 beta = "
+                f"{bound:g} (L = max |P - 1/2| <= 1/2; Sokota et al. 2023, Thm. 3.4), got "
+                f"{eta:g}")
+    return _anchored(beta, eta, period, "nash", mode, batch_size, form, inner_steps,
+                     inner_learning_rate, step_rule="mmd")
 
 
 def comal(beta, learning_rate, inner_steps: int = 200, *, form: str = "mirror",

@@ -22,7 +22,7 @@ HYPERPARAMETERS = {
     "sppo": {"learning_rate": 1.0},
     "inpo": {"learning_rate": 2.0},
     "egpo": {"learning_rate": 0.2},
-    "mpo": {"learning_rate": 2.0, "period": 20},
+    "mpo": {"learning_rate": 0.4, "period": 20},
     "comal": {"learning_rate": 2.0, "inner_steps": 20},
     "xpo": {"learning_rate": 1.0, "alpha": 0.01},
     "dno": {"learning_rate": 1.0},

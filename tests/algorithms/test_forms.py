@@ -29,7 +29,7 @@ def test_nash_md_loss_form_equals_its_mirror_step(hyper):
 
 
 @pytest.mark.parametrize("name, hyper", [
-    ("mpo", {"learning_rate": 2.0, "period": 10}),
+    ("mpo", {"learning_rate": 0.4, "period": 10}),
     ("comal", {"learning_rate": 2.0, "inner_steps": 10}),
 ])
 def test_magnet_methods_loss_form_equals_mirror_form(name, hyper):
