@@ -55,3 +55,28 @@ def test_dpo_loss_is_stable_for_large_margins():
     out = losses.dpo_loss(big, -big, np.zeros(2), np.zeros(2), 1.0, 1.0)
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, [0.0, 2e4], rtol=1e-12)
+
+
+def test_win_rate_ipo_loss_backends_and_bernoulli_labels(data):
+    # one code path for NumPy, jax and torch; with independent oracle labels
+    # l ~ Bernoulli(w), l' ~ Bernoulli(w') the expected loss is the loss at (w, w') plus the
+    # policy-independent Var(l - l') / beta^2 (so the sampled gradient is unbiased)
+    arrays, _ = data
+    rng = np.random.default_rng(1)
+    w, w2 = rng.uniform(size=(2, 7))
+    beta = 0.5
+    loss = losses.win_rate_ipo_loss
+    h = (arrays[0] - arrays[2]) - (arrays[1] - arrays[3])
+    np.testing.assert_allclose(loss(*arrays, w, w2, beta), (h - (w - w2) / beta) ** 2,
+                               atol=1e-12)
+    hard = sum(pw * pw2 * loss(*arrays, lab, lab2, beta)
+               for lab, pw in ((1.0, w), (0.0, 1 - w)) for lab2, pw2 in ((1.0, w2), (0.0, 1 - w2)))
+    variance = (w * (1 - w) + w2 * (1 - w2)) / beta**2
+    np.testing.assert_allclose(hard - loss(*arrays, w, w2, beta), variance, atol=1e-12)
+    with jax.enable_x64(True):
+        out = loss(*[jnp.asarray(a) for a in arrays], jnp.asarray(w), jnp.asarray(w2), beta)
+        np.testing.assert_allclose(np.asarray(out), loss(*arrays, w, w2, beta), atol=1e-14)
+    torch = pytest.importorskip("torch")
+    tensors = [torch.tensor(a) for a in arrays]
+    out = loss(*tensors, torch.tensor(w), torch.tensor(w2), beta)
+    np.testing.assert_allclose(out.numpy(), loss(*arrays, w, w2, beta), atol=1e-14)
