@@ -29,9 +29,16 @@ from nlhf_theory.algorithms._base import (
 )
 from nlhf_theory.algorithms._mirror import check_mode
 from nlhf_theory.algorithms._offline import check_dataset, sample_dataset
+from nlhf_theory.algorithms._uncertainty import (
+    linear_enhancer,
+    linear_proxy_enhancer,
+    tabular_enhancer,
+    tabular_proxy_enhancer,
+)
 from nlhf_theory.equilibria._regularized import _minimize_h
 
-ENHANCERS = ("uncertainty", "self_play", "uniform", "reference", "best_of_n")
+ENHANCERS = ("uncertainty", "uncertainty_proxy", "self_play", "uniform", "reference",
+             "best_of_n")
 
 
 class CountState(NamedTuple):
@@ -368,19 +375,34 @@ def pessimistic_nlhf(beta, *, confidence: float = 1.0, delta: float = 0.05, mode
 
 
 def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty",
-                    regularization: float = 1.0, num_candidates: int = 4, mode="sampled",
-                    features=None, link: str = "logistic", ridge: float = 1.0):
+                    regularization: float = 1.0, parameter_bound: float = 1.0,
+                    num_candidates: int = 4, mode="sampled", features=None,
+                    link: str = "logistic", ridge: float = 1.0):
     """Optimistic equilibrium learning (Ye et al. 2024, Alg. 2): main agent and enhancer.
 
     Each round (one ``update``): fit ``P_hat_t`` on the comparisons so far, set the main agent
     ``pi1_t = NE_beta(P_hat_t)``, choose the enhancer ``pi2_t``, and collect ``batch_size``
     comparisons ``a ~ pi1_t`` against ``b ~ pi2_t``. Enhancers:
 
-    * ``"uncertainty"``: the pure response maximizing the comparison uncertainty against the
-      main agent, ``Gamma^2(pi1, e_b) = sum_{a<c} w_ac(pi1, e_b)^2 / (regularization + N_ac /
-      batch_size)`` (the tabular information ratio of Alg. 2; a convex function of ``pi2``, so a
-      pure response maximizes it), per prompt; with ``features``, the elliptical uncertainty
-      ``||sum_a pi1(a) psi(x, a, b)||_{Sigma_t^-1}`` of the comparison against the main agent;
+    * ``"uncertainty"`` (Alg. 2): ``pi2_t = argmax_{pi2} Gamma_t(lambda, pi1_t, pi2)`` with the
+      information ratio ``Gamma_t = sup_{P in class} |E_{x ~ d0}[(P - P_hat_t)(x, pi1, pi2)]| /
+      sqrt(lambda + (1/m) sum_{s<t, j<=m} (P - P_hat_t)^2(x_sj, a1_sj, a2_sj))``, ``lambda`` =
+      ``regularization``, ``m`` = ``batch_size``. Tabular class (every skew ``P`` in [0, 1]):
+      the ratio is computed exactly (:func:`~nlhf_theory.algorithms._uncertainty.uncertainty_ratio`)
+      and maximized exactly over joint pure responses (it is convex in ``pi2``;
+      :func:`~nlhf_theory.algorithms._uncertainty.tabular_enhancer_indices`). With ``features``:
+      ``Gamma = ||u||_{A^-1}``, ``u = E_{x ~ d0} sum_{a,b} pi1(a) pi2(b) link'(psi theta_hat)
+      psi(x, a, b)`` the joint expected feature of the pair and ``A = (1/m) sum_i link'^2 psi_i
+      psi_i^T + (lambda / (4 B^2)) I``, ``B`` = ``parameter_bound``: the exact sup over
+      ``||theta - theta_hat|| <= 2 B`` for the identity link, and of the model linearized at
+      ``theta_hat`` for the logistic link (an interpretation: the paper's class is not
+      linearized); maximized over joint pure responses (enumerated up to ``Y ** X = 2**16``,
+      coordinate ascent over prompts beyond:
+      :func:`~nlhf_theory.algorithms._uncertainty.linear_enhancer`);
+    * ``"uncertainty_proxy"``: the library's earlier proxy, per prompt the pure response
+      maximizing ``sum_{a<c} w_ac(pi1, e_b)^2 / (regularization + N_ac / batch_size)`` (tabular;
+      it picks Alg. 2's maximizer on about 62% of random states with ``Y`` in 3..8), or
+      ``||sum_a pi1(a) psi(x, a, b)||_{Sigma^-1}`` with the fit's design (features);
     * ``"self_play"`` (``pi2 = pi1``), ``"uniform"``, ``"reference"`` (``pi_ref``);
     * ``"best_of_n"``: the paper's practical enhancer: among ``num_candidates`` responses
       (exact mode: in expectation, the best-of-n distribution of ``pi1``) the one with the
@@ -391,20 +413,34 @@ def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty
     Args:
       beta: KL coefficient > 0.
       batch_size: comparisons per round m >= 1.
-      enhancer: one of :data:`ENHANCERS`.
-      regularization: ``lambda`` > 0 of the uncertainty.
-      num_candidates: n of best-of-n.
-      mode: ``"exact"`` (expected counts) or ``"sampled"``.
+      enhancer: one of :data:`ENHANCERS` (default ``"uncertainty"``).
+      regularization: ``lambda`` > 0 of the information ratio (default 1).
+      parameter_bound: ``B`` > 0, the class ``||theta - theta_hat|| <= 2 B`` of the linear
+        ratio (default 1; features only).
+      num_candidates: n of best-of-n (default 4).
+      mode: ``"exact"`` (expected counts) or ``"sampled"`` (default).
       features, link, ridge: a linear preference model, as in :func:`greedy_mle_nash`.
 
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose policy is the main agent.
+
+    Example:
+      >>> import nlhf_theory as nt
+      >>> game = nt.make_game("random_skew", num_responses=4, seed=0)
+      >>> frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=3, batch_size=50)
+      >>> len(frame)
+      4
+
     References:
-      Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2; Sec. 6 (best-of-n enhancer).
+      Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2; Sec. 6 (best-of-n enhancer);
+      reference note ``nlhf_algorithms.md`` Sec. 1.3 and 6.6.
     """
     beta = positive(beta, "beta")
     batch_size = positive_int(batch_size, "batch_size")
     if enhancer not in ENHANCERS:
         raise InvalidInputError(f"enhancer: must be one of {ENHANCERS}, got {enhancer!r}")
     lam = positive(regularization, "regularization")
+    bound = positive(parameter_bound, "parameter_bound")
     num_candidates = positive_int(num_candidates, "num_candidates")
     mode = check_mode(mode)
     psi, ridge = check_features(features, link, ridge)
@@ -431,18 +467,14 @@ def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty
             cdf = jnp.take_along_axis(cdf_sorted, rank, -1)
             below = cdf - main
             return cdf**num_candidates - below**num_candidates  # max of n draws from pi1
-        if fit is not None:  # elliptical uncertainty of pi1 against each pure e_b
-            u = jnp.einsum("xa,xabd->xbd", main, jnp.asarray(psi, main.dtype))
-            gamma = elliptical_norm(u, fit.design)
-            return jax.nn.one_hot(jnp.argmax(gamma, -1), Y, dtype=main.dtype)
-        eye = jnp.eye(Y, dtype=main.dtype)
-        # w[x, b, a, c] = main(a) [c == b] - main(c) [a == b]: w_ac against the pure e_b
-        w = (main[:, None, :, None] * eye[None, :, None, :]
-             - main[:, None, None, :] * eye[None, :, :, None])
-        upper = jnp.triu(jnp.ones((Y, Y), dtype=bool), 1)
-        gamma = jnp.sum(jnp.where(upper, w**2 / (lam + counts[:, None] / batch_size), 0.0),
-                        axis=(2, 3))
-        return jax.nn.one_hot(jnp.argmax(gamma, -1), Y, dtype=main.dtype)
+        if enhancer == "uncertainty_proxy":
+            if fit is not None:
+                return linear_proxy_enhancer(main, psi, fit.design)
+            return tabular_proxy_enhancer(main, counts, lam, batch_size)
+        d0 = jnp.asarray(game.prompt_weights, main.dtype)
+        if fit is not None:
+            return linear_enhancer(main, psi, fit.slope, counts, d0, lam, batch_size, bound)
+        return tabular_enhancer(main, p_hat, counts, d0, lam, batch_size)
 
     def update(state, game, key):
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
