@@ -284,9 +284,11 @@ def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
     ``theta_{t+1/2} = theta_t - lr grad L(theta_t; pi_{theta_t})``, then
     ``theta_{t+1} = theta_t - lr grad L(theta_t; pi_{theta_{t+1/2}})``: the half step only
     moves the opponent. Exact mode: every ordered pair with weight ``1 / Y^2``, as the
-    authors' tabular simulation (``extragradient``); for a tabular policy it is exactly the
-    extragradient mirror step of Alg. 1 with ``eta = 4 lr / (beta Y)`` [derived, see
-    :func:`online_ipo`]. Sampled mode: each of the two gradients draws ``batch_size`` fresh
+    authors' tabular simulation (``extragradient``); for a tabular policy on ``Y`` responses
+    it is exactly the extragradient mirror step
+    ``pi_{t+1/2} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_t)``,
+    ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_{t+1/2})`` with
+    ``eta = 4 lr / (beta Y)`` [derived, see :func:`online_ipo`]. Sampled mode: each of the two gradients draws ``batch_size`` fresh
     triples per prompt, ``y, y' ~ Unif`` and ``y'' ~ pi_t`` (half step) or ``pi_{t+1/2}`` (full
     step), with oracle labels ``1[y > y'']``, ``1[y' > y'']`` (``labels="bernoulli"``) or, as
     the authors' ``extragradient_sample``, the probabilities ``P[y, y'']``, ``P[y', y'']``

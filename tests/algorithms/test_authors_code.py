@@ -193,6 +193,24 @@ def test_uniform_online_ipo_is_inpo_mirror_descent(games):
     np.testing.assert_allclose(uniform, omd, rtol=0, atol=1e-10)
 
 
+def test_egpo_is_the_extragradient_mirror_step(games):
+    # [derived] each exact gradient step is an OMD step, so EGPO's exact update is
+    # pi_{t+1/2} ∝ pi_t^{1-eta beta} pi_ref^{eta beta} e^{eta P pi_t},
+    # pi_{t+1} ∝ pi_t^{1-eta beta} pi_ref^{eta beta} e^{eta P pi_{t+1/2}}, eta = 4 lr / (beta N)
+    ref_logits, P, built = games
+    beta, lr = SETTINGS[1]
+    eta = 4 * lr / (beta * N)
+    logp, log_ref = log_softmax(ref_logits), log_softmax(ref_logits)
+    expected = [softmax(logp)]
+    for _ in range(STEPS):
+        anchor = (1 - eta * beta) * logp + eta * beta * log_ref
+        half = log_softmax(anchor + eta * wins(P, logp))
+        logp = log_softmax(anchor + eta * wins(P, half))
+        expected.append(softmax(logp))
+    got = package_trajectory(lambda: egpo(beta, lr), built, STEPS)
+    np.testing.assert_allclose(got, np.stack(expected, axis=1), rtol=0, atol=1e-10)
+
+
 def test_egpo_is_not_extragradient_on_policy_pairs(games):
     # the former ``egpo`` (extragradient on Calandriello et al.'s loss) stays available as
     # online_ipo(extragradient=True); it is a different update
