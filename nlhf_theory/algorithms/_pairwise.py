@@ -290,8 +290,9 @@ def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
     ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_{t+1/2})`` with
     ``eta = 4 lr / (beta Y)`` [derived, see :func:`online_ipo`]. Sampled mode: each of the two
     gradients draws ``batch_size`` fresh triples per prompt, ``y, y' ~ Unif`` and
-    ``y'' ~ pi_t`` (half step) or ``pi_{t+1/2}`` (full step), with oracle labels ``1[y > y'']``, ``1[y' > y'']`` (``labels="bernoulli"``) or, as
-    the authors' ``extragradient_sample``, the probabilities ``P[y, y'']``, ``P[y', y'']``
+    ``y'' ~ pi_t`` (half step) or ``pi_{t+1/2}`` (full step), with oracle labels
+    ``1[y > y'']``, ``1[y' > y'']`` (``labels="bernoulli"``) or, as the authors'
+    ``extragradient_sample``, the probabilities ``P[y, y'']``, ``P[y', y'']``
     (``labels="probability"``). Converges linearly in the last iterate to the regularized
     Nash equilibrium ``pi*_beta``. The former update of this name (extragradient on the
     policy-pair loss) is ``online_ipo(..., extragradient=True)``.
