@@ -16,7 +16,13 @@ With coefficients 1 these are the exact gradients of the expected log-likelihood
 coefficients are the paper's knobs. ``variant="implemented"`` reproduces the authors' code,
 whose gradient hook adds ``c l / log pi(y)`` instead of ``c l`` to the gradient of each
 ``log pi(y)`` (it divides by the negative sequence log-probability, which rescales and flips
-the sign of the response term; reference note ``sail.md`` Sec. 1.4).
+the sign of the response term; reference note ``sail.md`` Sec. 1.4). The hook adds its term
+per sample, without the ``1 / (B x GA)`` factor of the batch-mean loss (per-device batch ``B``,
+gradient accumulation ``GA``), so relative to the loss the response term is ``hook_scale = B x
+GA`` times larger: 8 in the authors' configuration (``B = 4``, ``GA = 2``; ``sail.md`` Sec. 1.4
+and 2). SAIL-PR's oracle labels are Bernoulli draws from ``P`` (the paper's ``p*``,
+``labels="bernoulli"``) or, as in the authors' code, the argmax of the reward model's scores
+(``labels="argmax"``: ``y`` wins iff ``P(y > y') > 1/2``; ties keep the drawn order).
 
 Each route is written as a surrogate whose autodiff gradient is the one above (stop-gradient
 on the weights), so the exact mode computes population gradients and the sampled mode their
@@ -47,6 +53,11 @@ from nlhf_theory.algorithms._mirror import check_mode
 from nlhf_theory.algorithms._offline import Dataset, initial_dataset
 
 VARIANTS = ("exact", "implemented")
+LABELS = ("bernoulli", "argmax")
+#: ``hook_scale`` of the authors' configuration: per-device train batch 4 x gradient
+#: accumulation 2 (``configs/pipelines/optim.yaml`` and ``devices.yaml`` for RTX A6000, as
+#: summarized in ``sail.md`` Sec. 2).
+AUTHORS_HOOK_SCALE = 8.0
 
 
 class SailState(NamedTuple):
@@ -62,20 +73,28 @@ def _log_sigmoid_margin(logp, logp_prime, ref, ref_prime, beta):
     return -losses.dpo_loss(logp, logp_prime, ref, ref_prime, 1.0, beta)
 
 
-def _response_term(ell, logp, logp_prime, variant):
-    """Surrogate whose gradient is the response-distribution term ``l S`` (or the code's)."""
+def _response_term(ell, logp, logp_prime, variant, hook_scale=1.0):
+    """Surrogate whose gradient is the response-distribution term ``l S`` (or the code's,
+    ``hook_scale`` times ``l / log pi(y) grad log pi(y) + l / log pi(y') grad log pi(y')``)."""
     sg = jax.lax.stop_gradient
     if variant == "exact":
         return sg(ell) * (logp + logp_prime)
     # The authors' hook divides by the sequence log-probability; for a one-token bandit
     # log pi -> 0 as pi -> 1, so the divisor is kept below -1e-6 to stay finite.
     cap = -1e-6
-    return (sg(ell / jnp.minimum(logp, cap)) * logp
-            + sg(ell / jnp.minimum(logp_prime, cap)) * logp_prime)
+    return hook_scale * (sg(ell / jnp.minimum(logp, cap)) * logp
+                         + sg(ell / jnp.minimum(logp_prime, cap)) * logp_prime)
+
+
+def argmax_labels(P):
+    """Probability that ``y`` is labelled the winner of an ordered draw ``(y, y')`` under the
+    authors' deterministic labels: 1 if ``P(y > y') > 1/2``, 0 if below, and 1/2 at a tie
+    (the drawn order is kept and both orders are equally likely)."""
+    return jnp.where(P > 0.5, 1.0, jnp.where(P < 0.5, 0.0, 0.5)).astype(P.dtype)
 
 
 def sail_objective(logits, game, data, key, *, beta, weights, coefficients, variant, mode,
-                   batch_size, behaviour=None):
+                   batch_size, behaviour=None, hook_scale=1.0, labels="bernoulli"):
     """The SAIL surrogate objective (to maximize) whose gradient is the mixture gradient.
 
     Args:
@@ -90,6 +109,9 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
       mode: ``"exact"`` or ``"sampled"``.
       batch_size: on-policy pairs per prompt (sampled mode).
       behaviour: (X, Y) data policy of the offline part (default ``pi_ref``).
+      hook_scale: weight of the implemented hook's term relative to the loss (``variant=
+        "implemented"`` only; see :func:`sail`).
+      labels: SAIL-PR's oracle labels, ``"bernoulli"`` or ``"argmax"`` (see :func:`sail`).
 
     Returns:
       A scalar whose gradient is the SAIL update direction.
@@ -110,7 +132,8 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
         mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
         data_pairs = mu[:, :, None] * mu[:, None, :]
         on_policy = sg(jnp.exp(a) * jnp.exp(b))
-        response = _response_term(ell, a, b, variant)
+        response = _response_term(ell, a, b, variant, hook_scale)
+        oracle = P if labels == "bernoulli" else argmax_labels(P)
 
         def expect(weight, values):
             # ordered pairs (y, y') with y the winner: a drawn pair (y1, y2) is oriented
@@ -120,7 +143,7 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
         dpo = expect(data_pairs * P, ell)
         dp = expect(data_pairs * sg(self_label), ell + 0.5 * rho * ell**2)
         pp = expect(on_policy * sg(self_label), ell + 0.5 * pi_c * ell**2 + pi_c * response)
-        pr = expect(on_policy * P, ell + gamma * response)
+        pr = expect(on_policy * oracle, ell + gamma * response)
         return (1.0 - r - p - g) * dpo + r * dp + p * pp + g * pr
 
     k_pairs, k_pp, k_pr, k_dp = jax.random.split(key, 4)
@@ -133,17 +156,20 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
         lo = jnp.where(winner_first, second, first)
         return logp[x, w], logp[x, lo], log_ref[x, w], log_ref[x, lo]
 
-    # On-policy pairs: SAIL-PR labels from the oracle, SAIL-PP from sigma(h).
+    # On-policy pairs: SAIL-PR labels from the oracle (a draw, or the code's argmax: y1 wins
+    # unless it scores lower), SAIL-PP from sigma(h).
     y1, y2 = y[0], y[1]
-    lw, ll, rw, rl = oriented(y1, y2, jax.random.bernoulli(k_pr, P[x, y1, y2]))
+    first = (jax.random.bernoulli(k_pr, P[x, y1, y2]) if labels == "bernoulli"
+             else P[x, y1, y2] >= 0.5)
+    lw, ll, rw, rl = oriented(y1, y2, first)
     ell = _log_sigmoid_margin(lw, ll, rw, rl, beta)
-    pr = jnp.sum(d0 * (ell + gamma * _response_term(ell, lw, ll, variant)).mean(-1))
+    pr = jnp.sum(d0 * (ell + gamma * _response_term(ell, lw, ll, variant, hook_scale)).mean(-1))
     s = jnp.exp(_log_sigmoid_margin(logp[x, y1], logp[x, y2], log_ref[x, y1], log_ref[x, y2],
                                     beta))
     lw, ll, rw, rl = oriented(y1, y2, jax.random.bernoulli(k_pp, sg(s)))
     ell = _log_sigmoid_margin(lw, ll, rw, rl, beta)
     pp = jnp.sum(d0 * (ell + 0.5 * pi_c * ell**2
-                       + pi_c * _response_term(ell, lw, ll, variant)).mean(-1))
+                       + pi_c * _response_term(ell, lw, ll, variant, hook_scale)).mean(-1))
     # Dataset pairs: DPO with the data's labels, SAIL-DP relabelled by sigma(h).
     dx, dy, dy2, dlabel = data
     won = dlabel.astype(bool)
@@ -164,7 +190,7 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
 def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.0,
          pi: float = 0.0, g: float = 0.0, gamma: float = 0.0, variant: str = "exact",
          mode: str = "exact", batch_size: int = 64, num_pairs: int = 1000, behaviour=None,
-         dataset=None) -> Algorithm:
+         dataset=None, hook_scale=None, labels: str = "bernoulli") -> Algorithm:
     """SAIL with every route mixed: offline DPO, SAIL-DP, SAIL-PP and SAIL-PR.
 
     Gradient ascent on the mixture objective of :func:`sail_objective`. All mixing weights 0
@@ -183,10 +209,34 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
       num_pairs: size of the offline dataset in the sampled mode.
       behaviour: (X, Y) data policy of the offline dataset (default ``pi_ref``).
       dataset: a :class:`Dataset` to use as the offline data.
+      hook_scale: ``variant="implemented"`` only: the factor by which the hook's term outweighs
+        the batch-mean loss. The authors' hook adds ``c l / log pi(y)`` to the gradient of each
+        sequence log-probability per sample, without the ``1 / (B x GA)`` of the loss (per-device
+        batch ``B``, gradient accumulation ``GA``), so the response term weighs ``B x GA`` times
+        its share of the loss. Default None: ``8.0``, the authors' configuration (``B = 4`` on
+        RTX A6000, ``GA = 2``); ``1.0`` normalizes the hook like the loss (this library's
+        ``"implemented"`` variant before issue 8). Passing it with ``variant="exact"`` is an
+        error.
+      labels: SAIL-PR's oracle labels: ``"bernoulli"`` (default; ``y`` wins with probability
+        ``P(y > y')``, the paper's ``p*``) or ``"argmax"`` (the authors' code, which swaps a pair
+        when the reward model scores the chosen response lower: ``y`` wins iff ``P(y > y') >
+        1/2``, ties keep the drawn order). SAIL-PP and SAIL-DP labels are unaffected.
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` (state :class:`SailState`, target the
+      RLHF optimum family).
+
+    Example:
+      >>> import jax, nlhf_theory as nt
+      >>> alg = nt.algorithms.sail(0.1, 1.0, g=0.3, gamma=0.3, variant="implemented",
+      ...                          labels="argmax")
+      >>> game = nt.make_game("comal_cyclic")
+      >>> state = alg.update(alg.init(game, jax.random.key(0)), game, jax.random.key(1))
 
     References:
       Ding et al. 2024, arXiv:2406.15567 (SAIL); official code (``cdpo/cdpo_trainer.py``,
-      commit c3a4ef30) as described in ``shared/references/sail.md`` Sec. 1.4 and 7.
+      commit c3a4ef30: hooks L1140-1183, DPR labels L1837) as described in
+      ``shared/references/sail.md`` Sec. 1.4, 2 and 7.
     """
     beta = positive(beta, "beta")
     lr = positive(learning_rate, "learning_rate")
@@ -198,6 +248,15 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
                          ((rho, "rho"), (pi, "pi"), (gamma, "gamma")))
     if variant not in VARIANTS:
         raise InvalidInputError(f"variant: must be one of {VARIANTS}, got {variant!r}")
+    if hook_scale is None:
+        hook_scale = AUTHORS_HOOK_SCALE if variant == "implemented" else 1.0
+    elif variant != "implemented":
+        raise InvalidInputError("hook_scale: applies to variant='implemented' only (the exact "
+                                f"gradient has no hook), got variant={variant!r}")
+    else:
+        hook_scale = positive(hook_scale, "hook_scale")
+    if labels not in LABELS:
+        raise InvalidInputError(f"labels: must be one of {LABELS}, got {labels!r}")
     mode = check_mode(mode)
     batch_size = positive_int(batch_size, "batch_size")
     num_pairs = positive_int(num_pairs, "num_pairs")
@@ -211,14 +270,15 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
         grad = jax.grad(sail_objective)(
             state.logits, game, state.data, key, beta=beta, weights=weights,
             coefficients=coefficients, variant=variant, mode=mode, batch_size=batch_size,
-            behaviour=behaviour)
+            behaviour=behaviour, hook_scale=hook_scale, labels=labels)
         return state._replace(logits=log_softmax(state.logits + lr * grad), step=state.step + 1)
 
     return Algorithm(init, update, policy_from_logits, "reward_optimum")
 
 
 def sail_pr(beta, learning_rate, gamma: float = 0.3, g: float = 1.0, *, variant="exact",
-            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None):
+            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None,
+            hook_scale=None, labels="bernoulli"):
     """SAIL-PR: on-policy pairs with oracle labels and the response term ``gamma``.
 
     ``gamma = 0``, ``g = 1`` is online DPO. Arguments as in :func:`sail` (``g``: weight of
@@ -228,11 +288,13 @@ def sail_pr(beta, learning_rate, gamma: float = 0.3, g: float = 1.0, *, variant=
       Ding et al. 2024, arXiv:2406.15567; code route DPR (defaults g = 0.3, gamma = 0.3).
     """
     return sail(beta, learning_rate, g=g, gamma=gamma, variant=variant, mode=mode,
-                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset)
+                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset,
+                hook_scale=hook_scale, labels=labels)
 
 
 def sail_pp(beta, learning_rate, pi: float = 0.2, p: float = 1.0, *, variant="exact",
-            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None):
+            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None,
+            hook_scale=None):
     """SAIL-PP: on-policy pairs labelled by the policy's implicit model, coefficient ``pi``.
 
     Arguments as in :func:`sail` (``p``: weight of this route).
@@ -241,7 +303,8 @@ def sail_pp(beta, learning_rate, pi: float = 0.2, p: float = 1.0, *, variant="ex
       Ding et al. 2024, arXiv:2406.15567; code route DPP (defaults p = 0.3, pi = 0.2).
     """
     return sail(beta, learning_rate, p=p, pi=pi, variant=variant, mode=mode,
-                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset)
+                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset,
+                hook_scale=hook_scale)
 
 
 def sail_dp(beta, learning_rate, rho: float = 0.2, r: float = 1.0, *, variant="exact",
