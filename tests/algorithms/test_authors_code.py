@@ -301,6 +301,37 @@ def test_sampled_uniform_pair_gradient_is_unbiased(labels, games):
     assert np.all(np.abs(mean - expected) <= 5 * se)
 
 
+@pytest.mark.parametrize("name, hyper", [
+    ("egpo", {"learning_rate": 0.2, "labels": "probability"}),
+    ("online_ipo", {"learning_rate": 0.2, "pairs": "uniform"}),
+    ("online_ipo", {"learning_rate": 0.2, "extragradient": True, "labels": "probability"}),
+    ("nash_md", {"learning_rate": 0.5, "mixture_learning_rate": 1.0, "form": "gradient"}),
+])
+def test_new_options_sampled_deterministic_and_valid(name, hyper, small_game):
+    import jax
+
+    from nlhf_theory.algorithms import ALGORITHMS, make_algorithm
+
+    algorithm = make_algorithm(ALGORITHMS, name, 0.1, "sampled", hyper)
+    with nt.algorithms.float64_mode():
+        game = small_game.astype(np.float64)
+
+        @jax.jit
+        @jax.vmap
+        def four_steps(key):
+            state = jax.lax.fori_loop(
+                0, 4, lambda i, st: algorithm.update(st, game, jax.random.fold_in(key, i)),
+                algorithm.init(game, key))
+            return algorithm.policy(state)
+
+        keys = jax.random.split(jax.random.key(7), 2)
+        policies, again = np.asarray(four_steps(keys)), np.asarray(four_steps(keys))
+    assert np.all(policies >= 0) and np.allclose(policies.sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(policies, again)
+    assert np.abs(policies[0] - policies[1]).max() > 0  # the two keys draw different batches
+    assert np.abs(policies[0] - game.pi_ref).max() > 1e-3  # and the policy moves
+
+
 def test_bad_pairs_and_labels_rejected(small_game):
     with pytest.raises(nt.InvalidInputError, match="pairs"):
         nt.run("online_ipo", small_game, beta=0.1, steps=1, learning_rate=0.1, pairs="all")
