@@ -9,8 +9,10 @@ Four cells (``part``), each covering every game (vmapped: the games have equal s
   split, the KL to ``pi_ref``, and the preference labels, generated responses and compute
   consumed so far (counted per the authors' routing, :func:`nlhf_theory.sail_slot_cost`).
 * ``exact``: population (exact-mode) trajectories of the special cases and of the exact and
-  implemented gradients; rows compare pairs of trajectories (largest entry-wise difference
-  of the policies, and their total-variation distance, per step).
+  implemented gradients (the authors' hook at its configuration's scale ``B x GA = 8`` and
+  normalized like the loss, ``hook_scale = 1``), and SAIL-PR with the authors' argmax labels;
+  rows compare pairs of trajectories (largest entry-wise difference of the policies, and
+  their total-variation distance, per step).
 * ``gradient``: Monte-Carlo draws of the sampled self-labelled (SAIL-PP) gradient at a fixed
   policy with coefficient ``pi = 0`` (zero mean in theory); z-scores per entry.
 * ``cost``: the counted per-slot cost of every method relative to offline DPO.
@@ -118,11 +120,15 @@ def comparison_rows(game, name, steps, a, b) -> pd.DataFrame:
                          "tv": tv_distance(game, a, b).mean(0)})
 
 
+#: Sampled-mode SAIL-PR with the authors' deterministic (argmax) oracle labels.
+ARGMAX_PR = "SAIL-PR (argmax labels)"
+
+
 def route_weights(method, variants):
     """Route weights ``(r, p, g)`` of a method (online DPO: ``g = 1``)."""
     if method == "online DPO":
         return (0.0, 0.0, 1.0)
-    spec = variants.get(method, {})
+    spec = variants.get("SAIL-PR" if method == ARGMAX_PR else method, {})
     return tuple(float(spec.get(k, 0.0)) for k in ("r", "p", "g"))
 
 
@@ -159,6 +165,9 @@ def run_sampled(games, cell) -> pd.DataFrame:
                                    **run)[:, 0],
         **dict(zip(variants, np.moveaxis(trajectories(
             sail_maker(cell, **sampled, **offline), sail_grid(variants), games, **run), 1, 0))),
+        ARGMAX_PR: trajectories(
+            sail_maker(cell, **sampled, **offline, labels="argmax"),
+            sail_grid({"SAIL-PR": cell["variants"]["SAIL-PR"]}), games, **run)[:, 0],
     }
     steps = checkpoints(cell["steps"], cell["every"])
     frames = []
@@ -203,9 +212,13 @@ def exact_trajectories(games, cell) -> dict:
            "chunk": cell["exact_steps"]}  # one compiled segment (one seed: small)
     settings = {**cell["variants"], **SPECIAL}
     hooked = {k: cell["variants"][k] for k in HOOKED}
+    pr = sail_grid({"SAIL-PR": cell["variants"]["SAIL-PR"]})
     exact = trajectories(sail_maker(cell, variant="exact"), sail_grid(settings), games, **run)
     implemented = trajectories(sail_maker(cell, variant="implemented"), sail_grid(hooked),
                                games, **run)
+    normalized = trajectories(sail_maker(cell, variant="implemented", hook_scale=1.0), pr,
+                              games, **run)
+    argmax = trajectories(sail_maker(cell, variant="exact", labels="argmax"), pr, games, **run)
     lr, p = cell["learning_rate"], SPECIAL["SAIL-PP, pi = 0, p = 0.3"]["p"]
     dpo = trajectories(lambda hp: nt.ALGORITHMS["dpo"](cell["beta"], hp["learning_rate"]),
                        {"learning_rate": [lr, (1.0 - p) * lr]}, games, **run)
@@ -213,7 +226,9 @@ def exact_trajectories(games, cell) -> dict:
     return {**{(k, "exact"): exact[:, i] for i, k in enumerate(settings)},
             **{(k, "implemented"): implemented[:, i] for i, k in enumerate(hooked)},
             ("DPO", "exact"): dpo[:, 0], ("DPO at 0.7 lr", "exact"): dpo[:, 1],
-            ("online DPO", "exact"): online[:, 0]}
+            ("online DPO", "exact"): online[:, 0],
+            ("SAIL-PR", "implemented, hook_scale = 1"): normalized[:, 0],
+            ("SAIL-PR, argmax labels", "exact"): argmax[:, 0]}
 
 
 def run_exact(games, cell) -> pd.DataFrame:
@@ -231,6 +246,10 @@ def run_exact(games, cell) -> pd.DataFrame:
         "SAIL-PR implemented vs gamma = 0": (("SAIL-PR", hook),
                                              ("SAIL-PR, gamma = 0, g = 0.3", exact)),
         **{f"{k} exact vs implemented": ((k, exact), (k, hook)) for k in HOOKED},
+        "SAIL-PR implemented: hook_scale 8 vs 1": (("SAIL-PR", hook),
+                                                   ("SAIL-PR", "implemented, hook_scale = 1")),
+        "SAIL-PR: argmax vs Bernoulli labels": (("SAIL-PR, argmax labels", exact),
+                                                ("SAIL-PR", exact)),
     }
     frames = []
     for index, (label, game) in enumerate(zip(cell["games"], games)):
