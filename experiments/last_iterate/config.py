@@ -13,7 +13,7 @@ game); ``run.hyperparameters`` applies them:
   before the anchor moves.
 * ``mpo``: the same step in MMD's parametrization, ``eta' = eta / (1 - eta beta) = beta / L^2``,
   the largest step of magnetic mirror descent's linear-rate condition ``eta' <= beta / L^2``
-  (Sokota et al. 2023, arXiv:2206.05825, Thm. 3.4). Magnet period ``K = ceil(ln 10 /
+  (Sokota et al. 2023, arXiv:2206.05825, Sec. 3). Magnet period ``K = ceil(ln 10 /
   ln(1 + eta' beta))``: MMD's bound ``KL <= (1 + eta' beta)^{-k} KL_0`` falls 10-fold before
   the magnet moves.
 * ``online_ipo``, ``egpo``, ``nash_md_pg``: EGPO's tabular configs (Zhou et al. 2025,

@@ -429,11 +429,11 @@ def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_s
 
     **Step size.** MMD converges linearly to ``pi*_rho``, ``KL(pi*_rho || pi_{t+1}) <=
     (1 + eta beta)^{-t} KL(pi*_rho || pi_1)``, when ``eta <= beta / L^2`` (Sokota et al. 2023,
-    Thm. 3.4), ``L`` the Lipschitz constant of the game's gradient from l1 to l-infinity:
-    ``L = max |P - 1/2| <= 1/2`` for a preference game (the update ignores the constant
-    1/2). Hence ``learning_rate <= 4 beta`` is required (the condition for every game); a game
-    with smaller ``L`` admits the theory's linear rate up to ``beta / L^2``, which the check
-    cannot know.
+    Sec. 3, linear-convergence theorem), ``L`` the Lipschitz constant of the game's gradient
+    from l1 to l-infinity: ``L = max |P - 1/2| <= 1/2`` for a preference game (the update
+    ignores the constant 1/2). Hence ``learning_rate <= 4 beta`` is required (the condition
+    for every game); a game with smaller ``L`` admits the theory's linear rate up to
+    ``beta / L^2``, which the check cannot know.
 
     **When the magnet reset is faithful to the theory.** The outer loop assumes the inner game
     is (nearly) solved when the magnet moves. With the bound above, ``period >=
@@ -481,8 +481,9 @@ def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_s
     References:
       Wang et al. 2024, arXiv:2410.16714 (ICLR 2025), Sec. 3-4 (MPO: MMD steps, magnet moved
       to the current policy periodically); Sokota et al. 2023, arXiv:2206.05825, Sec. 3
-      (MMD update, closed form for the negative entropy) and Thm. 3.4 (linear rate under
-      ``eta <= alpha / L^2``).
+      (MMD update, closed form for the negative entropy; linear rate under ``eta <= alpha /
+      L^2``); the MMD authors' code ``ssokota/mmd``, ``mmd/nfg/learners.py``, ``MMD.update``
+      (the same closed form; there the magnet moves geometrically every step).
     """
     beta = positive(beta, "beta")
     eta = positive(learning_rate, "learning_rate")
@@ -491,7 +492,7 @@ def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_s
         if eta > bound * (1 + 1e-12):
             raise InvalidInputError(
                 f"learning_rate: MPO's MMD step needs learning_rate <= beta / L^2 = 4 beta = "
-                f"{bound:g} (L = max |P - 1/2| <= 1/2; Sokota et al. 2023, Thm. 3.4), got "
+                f"{bound:g} (L = max |P - 1/2| <= 1/2; Sokota et al. 2023, Sec. 3), got "
                 f"{eta:g}")
     return _anchored(beta, eta, period, "nash", mode, batch_size, form, inner_steps,
                      inner_learning_rate, step_rule="mmd")

@@ -149,7 +149,7 @@ def test_magnet_reset_every_step_does_not_approach_the_lottery():
 
 
 def test_step_size_condition_of_mmd_is_enforced():
-    # Sokota et al. 2023, Thm. 3.4: linear rate for eta <= beta / L^2, L = max|P - 1/2| <= 1/2
+    # Sokota et al. 2023, Sec. 3: linear rate for eta <= beta / L^2, L = max|P - 1/2| <= 1/2
     mpo(0.1, 0.4)  # 4 beta: admitted
     with pytest.raises(nt.InvalidInputError, match="learning_rate"):
         mpo(0.1, 0.41)
