@@ -166,8 +166,13 @@ def uncertainty_ratio(main, second, p_hat, counts, prompt_weights, regularizatio
     """
     pi1, arr = _check_tabular(main, second, p_hat, counts, prompt_weights, regularization,
                               batch_size)
+    return _ratio(pi1, arr["second"], arr["p_hat"], arr["counts"], arr["prompt_weights"],
+                  float(regularization), float(batch_size), return_witness)
+
+
+def _ratio(pi1, pi2, P_hat, N, d0, regularization, batch_size, return_witness=False):
+    """:func:`uncertainty_ratio` on checked float64 arrays."""
     X, Y = pi1.shape
-    pi2, P_hat, N, d0 = arr["second"], arr["p_hat"], arr["counts"], arr["prompt_weights"]
     xs, a, c = np.nonzero(np.broadcast_to(np.triu(np.ones((Y, Y), dtype=bool), 1), (X, Y, Y)))
     w = d0[xs] * (pi1[xs, a] * pi2[xs, c] - pi1[xs, c] * pi2[xs, a])
     D = N[xs, a, c] / float(batch_size)
@@ -317,8 +322,8 @@ def tabular_enhancer_indices(main, p_hat, counts, prompt_weights, regularization
         candidates.append(joint)
     candidates = np.unique(np.concatenate(candidates), axis=0)
     eye = np.eye(Y)
-    scores = [uncertainty_ratio(pi1, eye[b], P_hat, counts, d0, regularization, batch_size)
-              for b in candidates]
+    N = np.asarray(counts, dtype=np.float64)
+    scores = [_ratio(pi1, eye[b], P_hat, N, d0, regularization, batch_size) for b in candidates]
     return candidates[int(np.argmax(scores))]
 
 
