@@ -6,14 +6,16 @@ information ratio
     Gamma_t(lambda, pi1, pi2) = sup_{P in class} |E_{x ~ d0}[(P - P_hat_t)(x, pi1, pi2)]|
         / sqrt(lambda + (1/m) sum_{s<t} sum_{j<=m} (P - P_hat_t)^2(x_sj, a1_sj, a2_sj)),
 
-``m`` the comparisons per round. This module computes it exactly for two classes:
+``m`` the comparisons per round. This module computes it for two classes:
 
 * **tabular** (every skew-symmetric ``P`` with entries in [0, 1]): a fractional program over a
   box, solved in closed form (:func:`uncertainty_ratio`), and maximized over ``pi2`` exactly by
   a one-parameter family of candidate responses (:func:`tabular_enhancer_indices`);
 * **linear** (``P = link(theta . psi)``, ``||theta - theta_hat|| <= 2 B``): the closed form
-  ``||u||_{A^-1}`` of the joint expected feature ``u`` of the pair
-  (:func:`linear_uncertainty`), maximized over joint pure responses (:func:`linear_enhancer`).
+  ``||u||_{A^-1}`` of the joint expected feature ``u`` of the pair (:func:`linear_uncertainty`;
+  exact for the identity link, for the logistic link exact for the model linearized at
+  ``theta_hat``), maximized over joint pure responses (:func:`linear_enhancer`: enumerated up
+  to ``MAX_ENUMERATION``, a multi-start coordinate ascent beyond).
 
 The proxies that the library used before (per-pair weights ``w^2 / (lambda + N / m)``; a
 per-prompt elliptical norm) stay available as ``enhancer="uncertainty_proxy"``
