@@ -31,6 +31,7 @@ from nlhf_theory.algorithms._run import (
     run_sweep,
 )
 from nlhf_theory.algorithms._sail import sail, sail_dp, sail_pp, sail_pr
+from nlhf_theory.algorithms._uncertainty import linear_uncertainty, uncertainty_ratio
 
 #: Registry of the algorithms by snake_case name (factories of :class:`Algorithm`).
 ALGORITHMS = {
@@ -124,6 +125,7 @@ __all__ = [
     "ipo",
     "ipo_md",
     "linear_coverage_coefficient",
+    "linear_uncertainty",
     "mpo",
     "nash_md",
     "nash_md_pg",
@@ -143,6 +145,7 @@ __all__ = [
     "sample_dataset",
     "slic",
     "sppo",
+    "uncertainty_ratio",
     "win_rates",
     "xpo",
 ]
