@@ -85,7 +85,7 @@ def run(name, game, *, beta, steps, mode="exact", seeds=1, seed=0, sweep=None,
 
     Example:
       >>> import nlhf_theory as nt
-      >>> df = nt.run("inpo", nt.make_game("comal_cyclic"), beta=0.1, steps=50,
+      >>> df = nt.run("inpo", nt.make_game("comal_cyclic"), beta=0.1, steps=300,
       ...             learning_rate=1.0)
       >>> bool(df.duality_gap.iloc[-1] < 1e-10)
       True
