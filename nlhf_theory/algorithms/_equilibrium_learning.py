@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.algorithms import _pessimism
 from nlhf_theory.algorithms._base import (
     Algorithm,
     nonnegative,
@@ -318,60 +319,113 @@ def greedy_mle_nash(beta, *, mode="exact", num_pairs=1000, behaviour=None, datas
                      num_pairs, behaviour, dataset)
 
 
-def pessimistic_nlhf(beta, *, confidence: float = 1.0, delta: float = 0.05, mode="exact",
-                     num_pairs=1000, behaviour=None, dataset=None, features=None,
+def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
+                     delta: float = 0.05, tolerance: float = 1e-9, norm_bound: float = 1.0,
+                     mode="exact", num_pairs=1000, behaviour=None, dataset=None, features=None,
                      link: str = "logistic", ridge: float = 1.0) -> Algorithm:
-    """Pessimistic equilibrium learning (Ye et al. 2024, Alg. 1), entrywise lower bound.
+    """Pessimistic equilibrium learning (Ye et al. 2024, Alg. 1): the version-space max-min.
 
-    The max player plays the equilibrium of the KL game whose payoff is the lower confidence
-    bound ``P_low = clip(P_hat - confidence sqrt(log(2 X Y^2 / delta) / (2 N)), 0, 1)``
-    (``P_low = 0`` for pairs never compared): since ``P_low <= P`` for every ``P`` in the
-    confidence set, ``V(pi; P_low) <= min_{P in C} V(pi; P)`` and the max-min of Algorithm 1 is
-    lower bounded (Hoeffding version of the version space; the paper's joint version-space
-    minimum is tighter). ``P_low`` is not skew, so the game is solved by
-    :func:`nlhf_theory.solve_kl_game`. In the exact mode (expected counts) the bonus uses
-    ``N`` as if observed.
+    ``pi_hat = argmax_{pi1} min_{pi2} min_{P in C} E_x[P(x, pi1, pi2) - beta KL(pi1 || pi_ref)
+    + beta KL(pi2 || pi_ref)]``, the minimum over the preference taken jointly with the
+    opponent (so every candidate respects ``P + P^T = 1`` and self-play is not penalized),
+    computed on the host by :func:`nlhf_theory.algorithms._pessimism.pessimistic_policy`.
 
-    With ``features`` (a linear model ``link(theta . psi)``), the bound is the elliptical one,
-    ``P_low = clip(P_hat - c r_n link'(psi theta_hat) ||psi||_{Sigma^-1}, 0, 1)`` with the design
-    ``Sigma = lambda I + sum_i psi_i psi_i^T`` and ``r_n = sqrt(d log(1 + n / (lambda d)) +
-    log(1 / delta))`` (exact for the identity link's confidence ellipsoid, a first-order bound
-    for the logistic link).
+    Version space ``C`` (radius from Hsu, Kakade & Zhang's tail bound, level ``1 - delta``):
+
+    * tabular (no ``features``): ``P = 1/2 + theta`` per pair ``a < b``,
+      ``sum_{x, a<b} N (theta - theta_hat)^2 <= r^2`` and ``P`` in [0, 1] (pairs never
+      compared: the box only), ``r = (1/2) sqrt(d + 2 sqrt(d log(1/delta)) + 2 log(1/delta))``,
+      ``d`` the number of compared pairs. The minimum over ``C`` for a pair of policies is exact.
+    * identity link (``P = 1/2 + theta . psi``): ``||theta - theta_hat||_Sigma <= r`` with
+      ``Sigma = lambda I + sum_i psi_i psi_i^T`` and ``r`` as above (``d`` = feature dimension)
+      plus the ridge bias ``sqrt(lambda) norm_bound``; the pair minimum
+      ``1/2 + theta_hat . Psi - r ||Psi||_{Sigma^-1}`` (``Psi = E_x psi(x, pi1, pi2)``) is exact.
+    * logistic link: the ellipsoid of radius ``rho = r / kappa`` (``kappa`` the smallest link
+      slope over the compared pairs within the ellipsoid, a localized GLM bound) and a valid
+      joint second-order lower bound of the pair value (exact at self-play).
+
+    ``bonus``: ``"joint"``: the max-min solved by cutting planes to a certified outer gap
+    ``<= tolerance``, the inner minimum over the opponent by multi-start DC iterations (exact
+    for the stated starts; a branch-and-bound certificate exists for one prompt,
+    ``_pessimism.certify_inner``); ``"vertex"``: a valid surrogate (each pure opponent gets
+    its own worst case: the secant of the concave pair minimum), solved exactly;
+    ``"auto"`` (default): ``"joint"`` up to 6 responses, ``"vertex"`` above;
+    ``"entrywise"``: the former bound, the max player of the KL game with the entrywise lower
+    bound ``P_low`` (tabular Hoeffding ``P_hat - c sqrt(log(2 X Y^2 / delta) / (2 N))``;
+    identity link ``P_hat - c r_n ||psi||_{Sigma^-1}``; logistic the valid
+    ``sigma(z_hat - c rho ||psi||_{Sigma^-1})``), which penalizes both orientations of every
+    pair (``P_low + P_low^T < 1``). In the exact mode (expected counts) ``N`` is used as if
+    observed.
 
     Args:
       beta: KL coefficient > 0 (Ye et al.'s ``1 / eta``).
-      confidence: multiplier ``c`` of the radius, > 0.
-      delta: failure probability in (0, 1].
+      bonus: ``"auto"``, ``"joint"``, ``"vertex"`` or ``"entrywise"``.
+      confidence: multiplier ``c`` >= 0 of the radius (1: level ``1 - delta``).
+      delta: failure probability in (0, 1).
+      tolerance: certified gap of the max-min, > 0.
+      norm_bound: assumed ``||theta*||_2 <= S`` of a linear model (ridge bias), >= 0.
       mode, num_pairs, behaviour, dataset, features, link, ridge: as in
         :func:`greedy_mle_nash`.
 
-    References:
-      Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1.
-    """
-    confidence = positive(confidence, "confidence")
-    delta = unit_interval(delta, "delta")
-    if not traced(delta) and delta == 0:
-        raise InvalidInputError("delta: must lie in (0, 1], got 0")
+    Returns:
+      An :class:`Algorithm` whose policy (set at ``init``; ``update`` is the identity) is
+      ``pi_hat``.
 
+    Example:
+      >>> import nlhf_theory as nt
+      >>> game = nt.make_game("random_skew", num_responses=4, seed=0)
+      >>> frame = nt.run("pessimistic_nlhf", game, beta=0.1, steps=1, num_pairs=10**6)
+      >>> bool(frame.suboptimality.iloc[-1] < 1e-3)
+      True
+
+    References:
+      Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1; Hsu, Kakade & Zhang 2012,
+      arXiv:1110.2842, Thm. 1 (radius); reference note ``nlhf_algorithms.md`` Sec. 6.5.
+    """
+    if bonus not in ("auto",) + _pessimism.BONUSES:
+        raise InvalidInputError(
+            f"bonus: must be one of {('auto',) + _pessimism.BONUSES}, got {bonus!r}")
+    beta = positive(beta, "beta")
+    confidence = nonnegative(confidence, "confidence")
+    delta = unit_interval(delta, "delta")
+    if not traced(delta) and not 0.0 < delta < 1.0:
+        raise InvalidInputError(f"delta: must lie in (0, 1), got {delta!r}")
+    tolerance = float(positive(tolerance, "tolerance"))
+    norm_bound = nonnegative(norm_bound, "norm_bound")
+    mode = check_mode(mode)
+    num_pairs = positive_int(num_pairs, "num_pairs")
     psi, ridge = check_features(features, link, ridge)
 
-    def payoff(wins, counts, game):
-        X, Y = game.num_prompts, game.num_responses
-        p_hat, fit = estimate(wins, counts, psi, link, ridge)
-        if fit is None:
-            radius = confidence * jnp.sqrt(jnp.log(2.0 * X * Y * Y / delta)
-                                           / (2.0 * jnp.where(counts > 0, counts, 1.0)))
-            low = jnp.where(counts > 0, p_hat - radius, 0.0)
-        else:
-            d = psi.shape[-1]
-            n = jnp.sum(jnp.triu(jnp.ones((Y, Y)), 1) * counts)
-            r_n = jnp.sqrt(d * jnp.log(1.0 + n / (ridge * d)) + jnp.log(1.0 / delta))
-            bonus = confidence * r_n * fit.slope * elliptical_norm(jnp.asarray(psi), fit.design)
-            low = p_hat - bonus
-        eye = jnp.eye(Y, dtype=bool)[None]
-        return jnp.where(eye, 0.5, jnp.clip(low, 0.0, 1.0))
+    def init(game, key):
+        wins, counts = _offline_counts(game, key, mode, num_pairs, behaviour, dataset)
+        log_ref = jnp.log(jnp.asarray(game.pi_ref))
+        d0 = jnp.asarray(game.prompt_weights, log_ref.dtype)
+        kind = bonus if bonus != "auto" else (
+            "joint" if game.num_responses <= _pessimism.MAX_EXACT_RESPONSES else "vertex")
+        fit = () if psi is None else tuple(
+            fit_linear_preference(wins, counts, psi, link, ridge)[1:3])
+        hyper = jnp.asarray([confidence, delta, norm_bound], log_ref.dtype)
 
-    return _one_shot(payoff, beta, mode, num_pairs, behaviour, dataset)
+        def host(w, n, ref, weights, hp, *fitted):
+            c, dl, s = (float(v) for v in np.asarray(hp))
+            theta, design = (np.asarray(fitted[0]), np.asarray(fitted[1])) if fitted else (
+                None, None)
+            res = _pessimism.pessimistic_policy(
+                np.asarray(w), np.asarray(n), np.asarray(ref, np.float64),
+                np.asarray(weights, np.float64), float(beta), bonus=kind, confidence=c,
+                delta=dl, features=psi, theta_hat=theta, design=design, link=link,
+                ridge=ridge, norm_bound=s, tol=tolerance)
+            return res.policy.astype(np.dtype(log_ref.dtype))
+
+        out = jax.ShapeDtypeStruct(log_ref.shape, log_ref.dtype)
+        policy = jax.pure_callback(host, out, wins, counts, log_ref, d0, hyper, *fit,
+                                   vmap_method="sequential")
+        return CountState(wins, counts, policy, jnp.zeros((), jnp.int32))
+
+    def update(state, game, key):  # the estimate uses all the data at once
+        return state._replace(step=state.step + 1)
+
+    return Algorithm(init, update, lambda state: state.policy, "regularized_nash")
 
 
 def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty",
