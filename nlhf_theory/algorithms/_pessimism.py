@@ -69,8 +69,8 @@ def confidence_radius(dimension: float, delta: float, ridge: float = 0.0,
       ``r`` (a float).
 
     Example:
-      >>> round(confidence_radius(10, 0.05), 3)
-      2.596
+      >>> round(confidence_radius(10, 0.05), 3)  # sqrt(10 + 2 sqrt(10 ln 20) + 2 ln 20) / 2
+      2.595
 
     References:
       Hsu, Kakade & Zhang 2012, arXiv:1110.2842, Thm. 1 (quadratic forms of sub-Gaussian
@@ -569,7 +569,7 @@ def solve_max_min(space, log_ref, d0, beta, *, bonus="joint", tol=1e-9, max_iter
         if value - v_center >= 0.1 * (predicted - v_center):     # serious step
             center, v_center = pi1, value
         atoms, born, lam = add(new, atoms, born, lam, it)
-        keep = (lam > 0) | (np.array(born) > it - 10)             # drop long-idle atoms
+        keep = (lam > 1e-9) | (np.array(born) > it - 10)          # drop long-idle atoms
         atoms = [a for a, k in zip(atoms, keep) if k]
         born = [b for b, k in zip(born, keep) if k]
         lam = lam[keep]
