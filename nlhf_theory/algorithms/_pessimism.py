@@ -538,7 +538,7 @@ def solve_max_min(space, log_ref, d0, beta, *, bonus="joint", tol=1e-9, max_iter
     def evaluate(pi1, atoms, lam):
         if bonus == "vertex":
             return vertex_minimum(space, pi1, d0, log_ref, beta)
-        starts = [a.pi2 for a, w in zip(atoms, lam) if w > 0]
+        starts = [a.pi2 for a, w in zip(atoms, lam) if w > 1e-9]
         return inner_minimum(space, pi1, d0, log_ref, beta, starts=starts)
 
     def add(new, atoms, born, lam, it):
