@@ -340,15 +340,22 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
       ``Sigma = lambda I + sum_i psi_i psi_i^T`` and ``r`` as above (``d`` = feature dimension)
       plus the ridge bias ``sqrt(lambda) norm_bound``; the pair minimum
       ``1/2 + theta_hat . Psi - r ||Psi||_{Sigma^-1}`` (``Psi = E_x psi(x, pi1, pi2)``) is exact.
-    * logistic link: the ellipsoid of radius ``rho = r / kappa`` (``kappa`` the smallest link
-      slope over the compared pairs within the ellipsoid, a localized GLM bound) and a valid
-      joint second-order lower bound of the pair value (exact at self-play).
+    * logistic link: the ellipsoid ``||theta - theta_hat||_H <= rho`` in the Hessian norm of
+      the fit, ``rho`` the smallest radius with ``rho exp(-rho m) > r_H`` (``r_H`` the
+      noise radius in that norm plus the ridge bias, ``m = max_i ||psi_i||_{H^-1}``; a
+      self-concordance localization, so ``kappa = exp(-rho m)`` is close to 1 with enough
+      data), else ``r / kappa`` with the global
+      ``kappa = sigma'(max ||psi|| max(S, ||theta_hat||))`` (``S`` = ``norm_bound``); the
+      pair value bounded pair by pair with the orientation of each pair
+      (``sigma(z_hat -+ rho ||psi||_{H^-1})``): valid, exact at self-play, looser than the
+      joint minimum.
 
     ``bonus``: ``"joint"``: the max-min solved by cutting planes to a certified outer gap
-    ``<= tolerance``, the inner minimum over the opponent by multi-start DC iterations (exact
-    for the stated starts; a branch-and-bound certificate exists for one prompt,
-    ``_pessimism.certify_inner``); ``"vertex"``: a valid surrogate (each pure opponent gets
-    its own worst case: the secant of the concave pair minimum), solved exactly;
+    ``<= tolerance`` (the upper bound is valid whatever the inner solver returns), the inner
+    minimum over the opponent by multi-start DC iterations (global in every case checked by
+    the branch-and-bound certificate ``_pessimism.certify_inner``, one prompt; not certified
+    in general); ``"vertex"``: a valid surrogate (each pure opponent gets its own worst case:
+    the secant of the concave pair minimum), solved exactly;
     ``"auto"`` (default): ``"joint"`` up to 6 responses, ``"vertex"`` above;
     ``"entrywise"``: the former bound, the max player of the KL game with the entrywise lower
     bound ``P_low`` (tabular Hoeffding ``P_hat - c sqrt(log(2 X Y^2 / delta) / (2 N))``;

@@ -8,12 +8,28 @@ Algorithm 1 returns ``pi_hat = argmax_{pi1} V(pi1)`` with
 the minimum over the preference taken *jointly* with the opponent, so every candidate ``P``
 respects ``P + P^T = 1`` (self-play ``P(pi, pi) = 1/2`` is certain and never penalized).
 Everything here is host-side float64 NumPy; :func:`~nlhf_theory.algorithms.pessimistic_nlhf`
-calls it through ``jax.pure_callback``.
+calls :func:`pessimistic_policy` through ``jax.pure_callback``.
+
+What is exact and what is a surrogate:
+
+* the version spaces ``C`` (:class:`TabularSpace`: ``sum N (theta - theta_hat)^2 <= r^2``
+  and ``P`` in [0, 1]; :class:`LinearSpace`, identity link: ``||theta - theta_hat||_Sigma <=
+  r``) and the minimum of ``P(pi1, pi2)`` over them for a pair of policies: exact. The radius
+  ``r`` (:func:`confidence_radius`, :func:`noise_radius`) makes ``P* in C`` with probability
+  ``>= 1 - delta`` (Hsu, Kakade & Zhang's tail bound; for a ridge, plus its bias).
+* logistic link: a valid lower bound of that minimum, pair by pair (:class:`LinearSpace`),
+  over a valid ellipsoid (:func:`logistic_ellipsoid`, or the global ``kappa``).
+* the outer maximization: certified to ``tol`` (an upper bound from dual weights, valid
+  whatever the inner solver returns); the inner minimum over the opponent: a multi-start DC
+  algorithm, global whenever :func:`certify_inner` (branch and bound, one prompt) was run to
+  check it, not certified in general;
+* ``bonus="vertex"``: a valid surrogate (the secant of the concave pair minimum over the
+  opponent's simplex), solved exactly; ``"entrywise"``: the former bound.
 
 Structure used throughout [derived]. For every version space below the lower value of a pair
 of policies is ``min_{eta in H} sum_x w(x) pi1(x)^T A_eta(x) pi2(x)`` with ``A_eta + A_eta^T = 1``
-affine in an auxiliary variable ``eta`` ranging over a convex set ``H`` (the preference
-parameter, or a bound's dual variables). Hence
+affine in an auxiliary variable ``eta`` ranging over a set ``H`` (the preference parameter, or
+the orientation of each pair). Hence
 
 * the opponent's best response to a fixed ``eta`` is the softmin
   ``pi2 ∝ pi_ref exp(-A_eta^T pi1 / beta)`` (closed form), and the lower value is concave in
@@ -34,7 +50,7 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.equilibria._regularized import _minimize_h
@@ -530,6 +546,23 @@ def solve_max_min(space, log_ref, d0, beta, *, bonus="joint", tol=1e-9, max_iter
     dual weights of the step give a certified upper bound ``F(lambda) >= max V``; the loop
     stops when it is within ``tol`` of the best value reached (relative to the value when
     that exceeds 1 in magnitude).
+
+    Args:
+      space: a :class:`TabularSpace` or :class:`LinearSpace`.
+      log_ref: (X, Y) ``log pi_ref``.
+      d0: (X,) prompt weights.
+      beta: KL coefficient > 0.
+      bonus: ``"joint"`` or ``"vertex"``.
+      tol: target gap.
+      max_iter: outer iterations.
+      start: (X, Y) first policy (default ``pi_ref``).
+      prox: weight of the proximal term (0: plain cutting planes, the default).
+
+    Returns:
+      A :class:`MaxMinResult`.
+
+    References:
+      Ye et al. 2024, arXiv:2402.07314, Alg. 1.
     """
     log_ref = np.asarray(log_ref, np.float64)
     d0 = np.asarray(d0, np.float64)
@@ -592,7 +625,6 @@ def certify_inner(space, pi1, log_ref, beta, *, tol=1e-6, max_nodes=200000):
     X, Y = pi1.shape
     if X != 1:
         raise InvalidInputError("pi1: the certificate handles one prompt")
-    d0 = np.ones(1)
 
     def h(points):  # (B, Y)
         value, _ = space.pair(pi1, points[:, None, :], np.ones((len(points), 1)))
@@ -712,11 +744,14 @@ def pessimistic_policy(wins, counts, log_ref, prompt_weights, beta, *, bonus="jo
     * tabular and identity link: ``r = confidence_radius(d, delta, ridge, norm_bound)``
       (tabular: ``d`` compared pairs, no ridge), so ``P* in C`` with probability
       ``>= 1 - delta``;
-    * logistic link: ``rho = r / kappa`` from :func:`logistic_radius` (``kappa`` the smallest
-      slope of the link over the compared pairs within the ellipsoid).
+    * identity link: ``r = noise_radius(B, delta) + sqrt(ridge) norm_bound`` with
+      ``B = Sigma^-1/2 (sum_i psi_i psi_i^T) Sigma^-1/2`` (``<=`` :func:`confidence_radius`);
+    * logistic link: the Hessian-norm ellipsoid of :func:`logistic_ellipsoid` (``kappa`` its
+      curvature ratio), else ``r / kappa`` with the global
+      ``kappa = sigma'(max ||psi|| max(norm_bound, ||theta_hat||))``.
 
     ``bonus``: ``"joint"`` the max-min solved with the exact version-space minimum per pair
-    (identity link; logistic: the valid joint second-order bound of :class:`LinearSpace`),
+    (identity link; logistic: the valid pair-by-pair bound of :class:`LinearSpace`),
     certified outer gap ``<= tol`` (the inner minimum by multi-start DC iterations);
     ``"vertex"`` the valid surrogate of :func:`vertex_minimum` (exact max-min of a lower
     bound); ``"entrywise"`` the former bound: the max player of the KL game with payoff
@@ -742,6 +777,14 @@ def pessimistic_policy(wins, counts, log_ref, prompt_weights, beta, *, bonus="jo
 
     Returns:
       A :class:`PessimismResult`.
+
+    Example:
+      >>> import numpy as np
+      >>> N = np.array([[[0, 40, 40], [40, 0, 40], [40, 40, 0]]], float)
+      >>> W = N * np.array([[[0.5, 0.3, 0.8], [0.7, 0.5, 0.4], [0.2, 0.6, 0.5]]])
+      >>> res = pessimistic_policy(W, N, np.log(np.full((1, 3), 1 / 3)), np.ones(1), 0.1)
+      >>> bool(res.gap <= 1e-9), res.policy.shape
+      (True, (1, 3))
 
     References:
       Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1; Hsu, Kakade & Zhang 2012,

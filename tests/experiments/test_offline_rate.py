@@ -11,12 +11,12 @@ import pytest
 
 import nlhf_theory as nt
 from nlhf_theory import InvalidInputError
+from nlhf_theory.algorithms import _pessimism as pessimism
 from nlhf_theory.algorithms import (
     coverage_coefficient,
     expected_counts,
     linear_coverage_coefficient,
 )
-from nlhf_theory.algorithms import _pessimism as pessimism
 from nlhf_theory.reproduce import load_experiment
 from nlhf_theory.reproduce._runner import _with_cell_columns
 
