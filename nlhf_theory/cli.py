@@ -27,9 +27,10 @@ _EPILOG = """examples:
   nlhf algorithms
   nlhf run egpo --game random_skew --beta 0.01 --steps 5000 --hp learning_rate=0.02
   nlhf run inpo --game comal_cyclic --beta 0.1 --steps 200 --mode sampled --seeds 8 \\
-      --hp learning_rate=2.0 --hp batch_size=64 --csv inpo.csv
+      --hp learning_rate=2.0 --hp comparisons_per_response=64 --csv inpo.csv
   nlhf reproduce --quick
   nlhf reproduce last_iterate --full --out figures
+  nlhf reproduce --full --jobs 4
 conventions: beta is the KL coefficient (Ye et al.'s eta = 1/beta); see docs/conventions.md."""
 
 
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--experiments", default=None, metavar="DIR",
                      help="experiments folder (default ./experiments)")
     rep.add_argument("--fresh", action="store_true", help="recompute every cell")
+    rep.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="compute cells in N worker processes (default 1: one after another); "
+                     "outputs are byte-identical")
     rep.add_argument("--list", action="store_true", help="list the experiments and exit")
     return parser
 
@@ -197,7 +201,7 @@ def _reproduce(args) -> int:
         return 0
     start = time.perf_counter()
     outcomes = reproduce(args.names, mode=args.mode, out=args.out,
-                         experiments=args.experiments, fresh=args.fresh)
+                         experiments=args.experiments, fresh=args.fresh, jobs=args.jobs)
     checks = [c for o in outcomes for c in o.checks]
     failed = [(o.name, c) for o in outcomes for c in o.checks if not c.passed]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks pass "

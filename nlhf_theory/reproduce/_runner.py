@@ -13,13 +13,22 @@ An experiment is a folder ``experiments/<name>/`` with three files:
 it is done, under a key hashed from its parameters, so a killed run resumes where it stopped and
 never leaves a corrupt file), concatenates them into ``<out>/data/<name>.csv``, draws
 ``<out>/<name>.png`` and ``.pdf``, evaluates the checks and regenerates ``<out>/README.md``.
+
+Cells are computed one after another in this process, or, with ``jobs=N`` or ``executor=``, by
+worker processes: ``concurrent.futures.ProcessPoolExecutor`` or any executor with a
+``submit(fn, *args)`` method (a ``dask.distributed`` client's ``get_executor()``, a submitit
+executor for Slurm). Each cell runs in a fixed process state (:func:`cell_state`), so the
+outputs are byte-identical whichever way the cells were computed.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import hashlib
 import importlib
 import json
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -172,7 +181,7 @@ def library_fingerprint(root=None) -> str:
     return digest.hexdigest()[:12]
 
 
-def code_version(experiment: Experiment) -> str:
+def code_version(experiment: Experiment, library: str | None = None) -> str:
     """A fingerprint of the code that computes an experiment's cells.
 
     The SHA-256 (first 12 hex digits) of the package version, of every Python module of the
@@ -180,11 +189,14 @@ def code_version(experiment: Experiment) -> str:
     but ``plot.py`` (a changed figure reuses the results). Cells are stored under it, so an
     edit to ``run.py`` or to any module of the library never reuses results computed by the
     old code.
+
+    ``library`` replaces :func:`library_fingerprint` (a worker passes the fingerprint of the
+    library it imported, to detect an edit made since).
     """
     from nlhf_theory import __version__
 
     digest = hashlib.sha256(__version__.encode())
-    digest.update(library_fingerprint().encode())
+    digest.update((library_fingerprint() if library is None else library).encode())
     for path in sorted(experiment.path.glob("*.py")):
         if path.name != "plot.py":
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -220,8 +232,97 @@ def _with_cell_columns(frame: pd.DataFrame, cell: dict) -> pd.DataFrame:
     return frame
 
 
+@contextlib.contextmanager
+def cell_state():
+    """Compute a cell in a fixed process state: jax's global x64 mode off (its default).
+
+    Cells compute the same bytes whatever the calling process did before (a notebook that
+    switched x64 on, a worker that ran other cells): the global ``jax_enable_x64`` flag is set
+    to False for the cell and restored afterwards (the library's float64 computations switch it
+    on themselves, :func:`nlhf_theory.algorithms.float64_mode`). No cell reads NumPy's or
+    Python's global random state (every draw comes from a seeded generator or an explicit jax
+    key).
+
+    Raises:
+      RuntimeError: inside jax's thread-local ``jax.enable_x64(True)`` context, which the global
+        flag cannot override.
+    """
+    import jax
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        if jax.config.jax_enable_x64:
+            raise RuntimeError("reproduce: called inside jax.enable_x64(True), a thread-local "
+                               "x64 mode that would change the cells' results; call it outside")
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def compute_cell(experiment: Experiment, cell: dict) -> pd.DataFrame:
+    """One cell's tidy frame (``run.run_cell`` in :func:`cell_state`, cell columns prepended)."""
+    with cell_state():
+        frame = experiment.run.run_cell(dict(cell))
+    return _with_cell_columns(frame, cell)
+
+
+class _Plan:
+    """One experiment of a run: its cells, their store, the frames gathered so far."""
+
+    def __init__(self, experiment: Experiment, mode: str, out: Path, fresh: bool):
+        self.experiment = experiment
+        self.mode = mode
+        self.out = out
+        self.settings = experiment.settings(mode)
+        self.version = code_version(experiment)
+        self.store = CellStore(out / ".cells" / mode / experiment.name / self.version)
+        if fresh and self.store.root.is_dir():
+            for path in self.store.root.glob("*.csv"):
+                path.unlink()
+        self.cells = list(experiment.run.cells(self.settings))
+        if not self.cells:
+            raise InvalidInputError(f"{experiment.name}: cells(settings) returned no cells")
+        self.frames = [self.store.load(cell) for cell in self.cells]
+        self.reused = sum(frame is not None for frame in self.frames)
+        self.outcome = None
+
+    def missing(self) -> list[int]:
+        return [i for i, frame in enumerate(self.frames) if frame is None]
+
+    def finish(self, start: float) -> Outcome:
+        """Write the experiment's data, checks and figure (all cells must be done)."""
+        experiment, settings, out = self.experiment, self.settings, self.out
+        results = pd.concat(self.frames, ignore_index=True)
+        atomic_write_text(out / "data" / f"{experiment.name}.csv", results.to_csv(index=False))
+        checks = [Check(*c) for c in experiment.run.checks(results, settings)]
+        save_figure(experiment.plot.plot(results, settings), out, experiment.name)
+        summary = {
+            "name": experiment.name,
+            "title": experiment.config.TITLE,
+            "claim": experiment.config.CLAIM,
+            "order": getattr(experiment.config, "ORDER", 100),
+            "mode": self.mode,
+            "checks": [c._asdict() | {"passed": bool(c.passed)} for c in checks],
+        }
+        atomic_write_text(out / "data" / f"{experiment.name}.checks.json",
+                          json.dumps(summary, indent=1) + "\n")
+        self.outcome = Outcome(experiment.name, results, checks,
+                               len(self.cells) - self.reused, self.reused,
+                               time.perf_counter() - start)
+        return self.outcome
+
+
+def _bar(total: int, desc: str, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="cell", file=sys.stderr)
+
+
 def run_experiment(experiment: Experiment, *, mode: str = "quick", out="paper_figures",
-                   fresh: bool = False, progress: bool = True) -> Outcome:
+                   fresh: bool = False, progress: bool = True, executor=None) -> Outcome:
     """Compute (or reuse) every cell of ``experiment``, then write its data, figure and checks.
 
     Args:
@@ -231,59 +332,124 @@ def run_experiment(experiment: Experiment, *, mode: str = "quick", out="paper_fi
         ``.cells/<mode>/<name>/<code version>/``, see :func:`code_version`).
       fresh: discard the stored cells of this experiment and mode first.
       progress: show a progress bar over cells.
+      executor: None (default) to compute the cells here, one after another; else an executor
+        whose ``submit(fn, *args)`` computes them elsewhere (see :func:`reproduce`).
 
     Returns:
       An :class:`Outcome`.
     """
-    settings = experiment.settings(mode)
+    if executor is not None:
+        return _run_with_executor([experiment], mode=mode, out=out, fresh=fresh,
+                                  progress=progress, log=None, executor=executor)[0]
     out = Path(out)
-    store = CellStore(out / ".cells" / mode / experiment.name / code_version(experiment))
-    if fresh and store.root.is_dir():
-        for path in store.root.glob("*.csv"):
-            path.unlink()
-    cells = list(experiment.run.cells(settings))
-    if not cells:
-        raise InvalidInputError(f"{experiment.name}: cells(settings) returned no cells")
+    plan = _Plan(experiment, mode, out, fresh)
     start = time.perf_counter()
-    frames, computed = [], 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(cells), desc=f"{experiment.name} ({mode})", unit="cell",
-                   file=sys.stderr)
-    for cell in cells:
-        frame = store.load(cell)
-        if frame is None:
-            frame = _with_cell_columns(experiment.run.run_cell(dict(cell)), cell)
-            store.save(cell, frame)
-            frame = store.load(cell)  # identical whether computed now or resumed
-            computed += 1
-        frames.append(frame)
+    bar = _bar(len(plan.cells), f"{experiment.name} ({mode})", progress)
+    for index, cell in enumerate(plan.cells):
+        if plan.frames[index] is None:
+            plan.store.save(cell, compute_cell(experiment, cell))
+            plan.frames[index] = plan.store.load(cell)  # identical whether computed now or resumed
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    results = pd.concat(frames, ignore_index=True)
-    atomic_write_text(out / "data" / f"{experiment.name}.csv", results.to_csv(index=False))
-    checks = [Check(*c) for c in experiment.run.checks(results, settings)]
-    save_figure(experiment.plot.plot(results, settings), out, experiment.name)
-    summary = {
-        "name": experiment.name,
-        "title": experiment.config.TITLE,
-        "claim": experiment.config.CLAIM,
-        "order": getattr(experiment.config, "ORDER", 100),
-        "mode": mode,
-        "checks": [c._asdict() | {"passed": bool(c.passed)} for c in checks],
-    }
-    atomic_write_text(out / "data" / f"{experiment.name}.checks.json",
-                      json.dumps(summary, indent=1) + "\n")
-    return Outcome(experiment.name, results, checks, computed, len(cells) - computed,
-                   time.perf_counter() - start)
+    return plan.finish(start)
+
+
+def _log_outcome(log, outcome: Outcome) -> None:
+    if log is not None:
+        passed = sum(bool(c.passed) for c in outcome.checks)
+        log(f"{outcome.name}: {passed}/{len(outcome.checks)} checks pass; "
+            f"{outcome.computed} cells computed, {outcome.reused} reused, "
+            f"{outcome.seconds:.1f} s")
+
+
+def _completed(futures, poll: float = 0.2):
+    """Yield ``futures`` as they finish.
+
+    ``concurrent.futures.Future`` objects (process pools, Dask's executor) through
+    :func:`concurrent.futures.as_completed`; other job objects (submitit's) by polling their
+    ``done()`` every ``poll`` seconds, or, without ``done()``, in submission order.
+    """
+    futures = list(futures)
+    if all(isinstance(f, cf.Future) for f in futures):
+        yield from cf.as_completed(futures)
+        return
+    while futures:
+        ready = [f for f in futures if not callable(getattr(f, "done", None)) or f.done()]
+        if not ready:
+            time.sleep(poll)
+            continue
+        for future in ready:
+            futures.remove(future)
+            yield future
+
+
+def _run_with_executor(experiments, *, mode, out, fresh, progress, log, executor):
+    """Compute the missing cells of every experiment with ``executor``, all submitted at once.
+
+    Each experiment's data, checks and figure are written here as soon as its last cell is in,
+    while the other experiments' cells are still computing. The worker stores each cell it
+    finishes (best effort, see :func:`~nlhf_theory.reproduce._worker.run_cell_task`), and this
+    process stores it too when the worker could not (no shared file system), so cells finished
+    before an interruption are kept, as in a serial run.
+    """
+    from nlhf_theory.reproduce._worker import run_cell_task
+
+    if not callable(getattr(executor, "submit", None)):
+        raise InvalidInputError(
+            "executor: must have a submit(fn, *args) method returning a future (a "
+            f"concurrent.futures.Executor, a Dask client's get_executor(), a submitit executor); "
+            f"got {type(executor).__name__}")
+    out = Path(out).resolve()
+    start = time.perf_counter()
+    plans = [_Plan(experiment, mode, out, fresh) for experiment in experiments]
+    pending = {}
+    try:
+        for plan in plans:
+            root = str(plan.experiment.path.parent.resolve())
+            for index in plan.missing():
+                future = executor.submit(run_cell_task, root, plan.experiment.name,
+                                         plan.cells[index], plan.version, str(plan.store.root))
+                pending[future] = (plan, index)
+        total = sum(len(plan.cells) for plan in plans)
+        bar = _bar(total, f"{len(plans)} experiment(s) ({mode})", progress)
+        if bar is not None:
+            bar.update(total - len(pending))
+        for plan in plans:
+            if not plan.missing():
+                _log_outcome(log, plan.finish(start))
+        for future in _completed(list(pending)):
+            plan, index = pending.pop(future)
+            cell = plan.cells[index]
+            text = future.result()
+            if not plan.store.path(cell).is_file():
+                atomic_write_text(plan.store.path(cell), text)
+            plan.frames[index] = plan.store.load(cell)
+            if bar is not None:
+                bar.update(1)
+            if not plan.missing():
+                _log_outcome(log, plan.finish(start))
+        if bar is not None:
+            bar.close()
+    except BaseException:
+        for future in pending:
+            if isinstance(future, cf.Future):
+                future.cancel()
+        raise
+    return [plan.outcome for plan in plans]
+
+
+def process_pool(jobs: int) -> cf.ProcessPoolExecutor:
+    """A pool of ``jobs`` worker processes, started with ``spawn`` (jax is multithreaded, and
+    forking a process that runs threads may deadlock)."""
+    return cf.ProcessPoolExecutor(max_workers=jobs,
+                                  mp_context=multiprocessing.get_context("spawn"))
 
 
 def reproduce(names=None, *, mode: str = "quick", out="paper_figures", experiments=None,
-              fresh: bool = False, progress: bool = True, log=print) -> list[Outcome]:
+              fresh: bool = False, progress: bool = True, log=print, jobs: int = 1,
+              executor=None) -> list[Outcome]:
     """Run the named experiments (default: all) and regenerate ``<out>/README.md``.
 
     Args:
@@ -294,12 +460,23 @@ def reproduce(names=None, *, mode: str = "quick", out="paper_figures", experimen
       fresh: recompute every cell instead of resuming.
       progress: progress bars.
       log: where one summary line per experiment goes (None: nowhere).
+      jobs: number of worker processes computing cells (default 1: one after another in this
+        process); ignored when ``executor`` is given.
+      executor: None (default), or an executor whose ``submit(fn, *args)`` returns a future
+        (``.result()``, and ``.done()`` unless it is a ``concurrent.futures.Future``): a
+        ``concurrent.futures.ProcessPoolExecutor``, a Dask ``Client.get_executor()``, a
+        submitit executor (Slurm). Its workers must see the experiments folder and ``out``
+        at the same paths (a shared file system) and run the same code; the executor is not
+        shut down here.
 
     Returns:
-      One :class:`Outcome` per experiment.
+      One :class:`Outcome` per experiment, in the order of ``names``. With workers, an
+      outcome's ``seconds`` run from the start of the whole run to that experiment's end.
     """
     if mode not in MODES:
         raise InvalidInputError(f"mode: must be one of {MODES}, got {mode!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise InvalidInputError(f"jobs: must be an integer >= 1, got {jobs!r}")
     root = experiments_dir(experiments)
     known = list_experiments(root)
     names = known if not names else list(names)
@@ -307,16 +484,25 @@ def reproduce(names=None, *, mode: str = "quick", out="paper_figures", experimen
     if unknown:
         raise InvalidInputError(
             f"names: unknown experiment {unknown[0]!r}; known: {', '.join(known)}")
-    outcomes = []
-    for name in names:
-        outcome = run_experiment(load_experiment(name, root), mode=mode, out=out, fresh=fresh,
-                                 progress=progress)
-        outcomes.append(outcome)
-        if log is not None:
-            passed = sum(bool(c.passed) for c in outcome.checks)
-            log(f"{name}: {passed}/{len(outcome.checks)} checks pass; "
-                f"{outcome.computed} cells computed, {outcome.reused} reused, "
-                f"{outcome.seconds:.1f} s")
+    loaded = [load_experiment(name, root) for name in names]
+    if executor is None and jobs == 1:
+        outcomes = []
+        for experiment in loaded:
+            outcome = run_experiment(experiment, mode=mode, out=out, fresh=fresh,
+                                     progress=progress)
+            outcomes.append(outcome)
+            _log_outcome(log, outcome)
+    elif executor is not None:
+        outcomes = _run_with_executor(loaded, mode=mode, out=out, fresh=fresh,
+                                      progress=progress, log=log, executor=executor)
+    else:
+        with process_pool(int(jobs)) as pool:
+            try:
+                outcomes = _run_with_executor(loaded, mode=mode, out=out, fresh=fresh,
+                                              progress=progress, log=log, executor=pool)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # running cells finish, stored
+                raise
     write_index(out)
     return outcomes
 
