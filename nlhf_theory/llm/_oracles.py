@@ -306,7 +306,7 @@ class TableOracle(PreferenceOracle):
 
         P = np.asarray(P, dtype=np.float64)
         game = PreferenceGame(P)  # validates skew symmetry and range
-        self.P = torch.as_tensor(game.P, dtype=torch.float64)
+        self.P = torch.tensor(np.array(game.P), dtype=torch.float64)
         prompts = [tuple(int(t) for t in torch.as_tensor(p).reshape(-1).tolist())
                    for p in prompts]
         sequences = [tuple(int(t) for t in torch.as_tensor(s).reshape(-1).tolist())
