@@ -142,8 +142,8 @@ def token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_le
     Example:
       >>> import torch, transformers
       >>> config = transformers.GPT2Config(vocab_size=8, n_embd=8, n_layer=1, n_head=2,
-      ...                                  n_positions=8)
-      >>> model = transformers.GPT2LMHeadModel(config)
+      ...                                  n_positions=8, bos_token_id=1, eos_token_id=2)
+      >>> model = transformers.GPT2LMHeadModel(config).eval()
       >>> values, mask = token_logprobs(model, torch.tensor([[1]]), torch.tensor([[1]]),
       ...                               torch.tensor([[3, 4]]), torch.tensor([1]))
       >>> mask.tolist(), float(values[0, 1])
@@ -225,8 +225,8 @@ def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion
     Example:
       >>> import torch, transformers
       >>> config = transformers.GPT2Config(vocab_size=8, n_embd=8, n_layer=1, n_head=2,
-      ...                                  n_positions=8)
-      >>> model = transformers.GPT2LMHeadModel(config).double()
+      ...                                  n_positions=8, bos_token_id=1, eos_token_id=2)
+      >>> model = transformers.GPT2LMHeadModel(config).double().eval()  # eval: no dropout
       >>> ids = torch.tensor([[a, b] for a in range(8) for b in range(8)])
       >>> logp = sequence_logprobs(model, torch.ones(64, 1, dtype=torch.long),
       ...                          torch.ones(64, 1), ids, torch.full((64,), 2))
