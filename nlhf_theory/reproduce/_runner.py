@@ -284,7 +284,7 @@ class _Plan:
         if not self.cells:
             raise InvalidInputError(f"{experiment.name}: cells(settings) returned no cells")
         self.frames = [self.store.load(cell) for cell in self.cells]
-        self.reused = sum(frame is not None for frame in self.frames)
+        self.computed = 0
         self.outcome = None
 
     def missing(self) -> list[int]:
@@ -307,9 +307,8 @@ class _Plan:
         }
         atomic_write_text(out / "data" / f"{experiment.name}.checks.json",
                           json.dumps(summary, indent=1) + "\n")
-        self.outcome = Outcome(experiment.name, results, checks,
-                               len(self.cells) - self.reused, self.reused,
-                               time.perf_counter() - start)
+        self.outcome = Outcome(experiment.name, results, checks, self.computed,
+                               len(self.cells) - self.computed, time.perf_counter() - start)
         return self.outcome
 
 
@@ -349,6 +348,7 @@ def run_experiment(experiment: Experiment, *, mode: str = "quick", out="paper_fi
         if plan.frames[index] is None:
             plan.store.save(cell, compute_cell(experiment, cell))
             plan.frames[index] = plan.store.load(cell)  # identical whether computed now or resumed
+            plan.computed += 1
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -426,9 +426,10 @@ def _run_with_executor(experiments, *, mode, out, fresh, progress, log, executor
             if not plan.store.path(cell).is_file():
                 atomic_write_text(plan.store.path(cell), text)
             plan.frames[index] = plan.store.load(cell)
+            plan.computed += 1
             if bar is not None:
                 bar.update(1)
-            if not plan.missing():
+            if plan.outcome is None and not plan.missing():
                 _log_outcome(log, plan.finish(start))
         if bar is not None:
             bar.close()

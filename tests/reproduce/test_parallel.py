@@ -193,7 +193,8 @@ def test_submitit_executor_is_byte_identical(experiments, serial, tmp_path):
     assert all(got[k] == expected[k] for k in got if k != "README.md")
 
 
-def test_killed_parallel_run_resumes_like_a_serial_one(experiments, serial, tmp_path):
+def test_killed_parallel_run_resumes_like_a_serial_one(experiments, serial, tmp_path,
+                                                       monkeypatch):
     out = tmp_path / "out"
     env = dict(os.environ, TOY_SLEEP="0.5")
     command = [sys.executable, "-m", "nlhf_theory.cli", "reproduce", "--jobs", "2",
@@ -212,7 +213,11 @@ def test_killed_parallel_run_resumes_like_a_serial_one(experiments, serial, tmp_
     assert 2 <= len(finished) < 8                # killed mid-way
     reference = _files(serial)
     assert all(kept[k] == reference[k] for k in finished)  # no partial or foreign cell
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("TOY_PIDS", str(pids))
     outcomes = reproduce(experiments=experiments, out=out, progress=False, log=None, jobs=2)
+    assert len(list(pids.iterdir())) == 4 - len([k for k in finished if "toy_jax" in k])
     assert sum(o.computed for o in outcomes) == 8 - len(finished)
     assert sum(o.reused for o in outcomes) == len(finished)
     _assert_same(serial, out)
@@ -237,7 +242,8 @@ def test_a_cell_that_fails_in_a_worker_keeps_the_finished_cells(experiments, ser
         assert (out / name).read_bytes() == (serial / name).read_bytes()
 
 
-def test_deleted_cells_are_recomputed_by_a_thread_pool(experiments, serial, tmp_path):
+def test_deleted_cells_are_recomputed_by_a_thread_pool(experiments, serial, tmp_path,
+                                                       monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(serial, out)
     stored = sorted((out / ".cells").rglob("*.csv"))
@@ -245,10 +251,26 @@ def test_deleted_cells_are_recomputed_by_a_thread_pool(experiments, serial, tmp_
         path.unlink()
     for path in (out / "data").glob("*.csv"):
         path.unlink()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("TOY_PIDS", str(pids))
     with ThreadPoolExecutor(2) as pool:         # two cells at once in one process
         outcomes = reproduce(experiments=experiments, out=out, progress=False, log=None,
                              executor=pool)
     assert sum(o.computed for o in outcomes) == len(stored[::3])
+    assert len(list(pids.iterdir())) == len([p for p in stored[::3] if "toy_jax" in str(p)])
+    _assert_same(serial, out)
+
+
+def test_the_driver_stores_cells_a_worker_could_not(experiments, serial, tmp_path,
+                                                    monkeypatch):
+    def unwritable(path, text):
+        raise PermissionError(path)              # as on a worker without the shared folder
+
+    monkeypatch.setattr(_worker, "atomic_write_text", unwritable)
+    out = tmp_path / "out"
+    with ThreadPoolExecutor(2) as pool:
+        reproduce(experiments=experiments, out=out, progress=False, log=None, executor=pool)
     _assert_same(serial, out)
 
 
