@@ -32,18 +32,18 @@ LABELS = ("pi*_beta", "maximal lottery", "RLHF optimum", "cycles", "slow", "else
 # Settings -----------------------------------------------------------------------------------
 def hyperparameters(method: str, beta: float, steps: int, num_responses: int) -> dict:
     """The learning rates of ``config`` (module docstring) for ``method`` at ``beta``."""
-    eta = beta / (beta**2 + config.PAYOFF_BOUND**2)
+    rules = nt.algorithms  # the library's default rules (nt.algorithms.DEFAULT_RULES)
     lr = config.EGPO_LR[beta]
     if method == "nash_md":
         return {}
     if method in ("inpo",):
-        return {"learning_rate": eta}
+        return {"learning_rate": rules.mirror_step(beta)}
     if method == "mpo":  # MMD's step: the same step as INPO's eta, eta' = eta / (1 - eta beta)
-        mmd = beta / config.PAYOFF_BOUND**2
-        return {"learning_rate": mmd,
-                "period": math.ceil(math.log(10) / math.log(1 + mmd * beta))}
+        mmd = rules.magnetic_step(beta)
+        return {"learning_rate": mmd, "period": rules.magnet_period(beta, mmd)}
     if method == "comal":
-        return {"learning_rate": eta, "inner_steps": math.ceil(2 * math.log(10) / (eta * beta))}
+        eta = rules.mirror_step(beta)
+        return {"learning_rate": eta, "period": rules.anchor_period(beta, eta)}
     if method in ("online_ipo", "egpo"):
         return {"learning_rate": lr}
     if method == "nash_md_pg":

@@ -59,7 +59,8 @@ def cells(settings: dict) -> list[dict]:
 def run_cell(cell: dict) -> pd.DataFrame:
     model = make_model(cell["game"])
     frame = nt.run("optimistic_nlhf", model.game, beta=cell["beta"], steps=cell["rounds"],
-                   mode="sampled", seeds=cell["seeds"], batch_size=cell["batch_size"],
+                   mode="sampled", seeds=cell["seeds"],
+                   comparisons_per_round=cell["batch_size"],
                    enhancer=cell["enhancer"], features=model.features[..., :cell["dim"]])
     frame.insert(1, "samples", frame.step * cell["batch_size"])
     return frame[["step", "samples", "seed", "suboptimality", "duality_gap", "kl_ref"]]

@@ -154,7 +154,7 @@ def consumption(weights, cell, game, steps):
 
 def run_sampled(games, cell) -> pd.DataFrame:
     """Every method from the offline data of each seed (one dataset per seed and game)."""
-    sampled = {"mode": "sampled", "batch_size": cell["pairs_per_prompt"]}
+    sampled = {"mode": "sampled", "pairs_per_prompt": cell["pairs_per_prompt"]}
     offline = {"num_pairs": cell["pairs_per_prompt"] * games[0].num_prompts}
     run = {k: cell[k] for k in ("steps", "every", "seeds", "seed")}
     variants = {**cell["variants"], "SAIL, all route weights 0": {}}

@@ -7,6 +7,15 @@ import numpy as np
 from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import Algorithm, PolicyState, float64_mode
 from nlhf_theory.algorithms._coverage import expected_counts, linear_coverage_coefficient
+from nlhf_theory.algorithms._defaults import (
+    DEFAULT_RULES,
+    PAYOFF_BOUND,
+    anchor_period,
+    hedge_step,
+    magnet_period,
+    magnetic_step,
+    mirror_step,
+)
 from nlhf_theory.algorithms._equilibrium_learning import (
     coverage_coefficient,
     greedy_mle_nash,
@@ -109,6 +118,13 @@ def run(name, game, *, beta, steps, mode="exact", seeds=1, seed=0, sweep=None,
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_RULES",
+    "PAYOFF_BOUND",
+    "anchor_period",
+    "hedge_step",
+    "magnet_period",
+    "magnetic_step",
+    "mirror_step",
     "METRICS",
     "Algorithm",
     "Dataset",

@@ -83,6 +83,16 @@ def traced(value) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
+def concrete(value, name: str) -> float:
+    """``value`` as a float, for a default computed from it in Python (e.g. an integer period);
+    a traced (swept) value cannot be, and the error says to pass the dependent default."""
+    if traced(value):
+        raise InvalidInputError(
+            f"{name}: swept, but a default computed from it (period) needs a concrete value; "
+            "pass period explicitly when sweeping it")
+    return float(value)
+
+
 def positive(value, name: str) -> float:
     """``value`` as a float; it must be finite and > 0."""
     return value if traced(value) else checked_real(

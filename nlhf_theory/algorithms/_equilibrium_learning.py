@@ -435,21 +435,21 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
     return Algorithm(init, update, lambda state: state.policy, "regularized_nash")
 
 
-def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty",
+def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "uncertainty",
                     regularization: float = 1.0, parameter_bound: float = 1.0,
                     num_candidates: int = 4, mode="sampled", features=None,
                     link: str = "logistic", ridge: float = 1.0):
     """Optimistic equilibrium learning (Ye et al. 2024, Alg. 2): main agent and enhancer.
 
     Each round (one ``update``): fit ``P_hat_t`` on the comparisons so far, set the main agent
-    ``pi1_t = NE_beta(P_hat_t)``, choose the enhancer ``pi2_t``, and collect ``batch_size``
-    comparisons ``a ~ pi1_t`` against ``b ~ pi2_t``. Enhancers:
+    ``pi1_t = NE_beta(P_hat_t)``, choose the enhancer ``pi2_t``, and collect
+    ``comparisons_per_round`` comparisons ``a ~ pi1_t`` against ``b ~ pi2_t``. Enhancers:
 
     * ``"uncertainty"`` (Alg. 2): ``pi2_t = argmax_{pi2} Gamma_t(lambda, pi1_t, pi2)`` with the
       information ratio ``Gamma_t = sup_{P in class} |E_{x ~ d0}[(P - P_hat_t)(x, pi1, pi2)]| /
       sqrt(lambda + (1/m) sum_{s<t, j<=m} (P - P_hat_t)^2(x_sj, a1_sj, a2_sj))``, ``lambda`` =
-      ``regularization``, ``m`` = ``batch_size``. Tabular class (every skew ``P`` in [0, 1]):
-      the ratio is computed exactly (:func:`~nlhf_theory.algorithms._uncertainty.uncertainty_ratio`)
+      ``regularization``, ``m`` = ``comparisons_per_round``. Tabular class (every skew ``P`` in
+      [0, 1]): the ratio is computed exactly (:func:`~nlhf_theory.algorithms._uncertainty.uncertainty_ratio`)
       and maximized exactly over joint pure responses (it is convex in ``pi2``;
       :func:`~nlhf_theory.algorithms._uncertainty.tabular_enhancer_indices`). With ``features``:
       ``Gamma = ||u||_{A^-1}``, ``u = E_{x ~ d0} sum_{a,b} pi1(a) pi2(b) link'(psi theta_hat)
@@ -461,7 +461,7 @@ def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty
       coordinate ascent over prompts beyond:
       :func:`~nlhf_theory.algorithms._uncertainty.linear_enhancer`);
     * ``"uncertainty_proxy"``: the library's earlier proxy, per prompt the pure response
-      maximizing ``sum_{a<c} w_ac(pi1, e_b)^2 / (regularization + N_ac / batch_size)`` (tabular;
+      maximizing ``sum_{a<c} w_ac(pi1, e_b)^2 / (regularization + N_ac / m)`` (tabular;
       it picks Alg. 2's maximizer on about 62% of random states with ``Y`` in 3..8), or
       ``||sum_a pi1(a) psi(x, a, b)||_{Sigma^-1}`` with the fit's design (features);
     * ``"self_play"`` (``pi2 = pi1``), ``"uniform"``, ``"reference"`` (``pi_ref``);
@@ -473,7 +473,7 @@ def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty
 
     Args:
       beta: KL coefficient > 0.
-      batch_size: comparisons per round m >= 1.
+      comparisons_per_round: comparisons per round m >= 1.
       enhancer: one of :data:`ENHANCERS` (default ``"uncertainty"``).
       regularization: ``lambda`` > 0 of the information ratio (default 1).
       parameter_bound: ``B`` > 0, the class ``||theta - theta_hat|| <= 2 B`` of the linear
@@ -488,7 +488,8 @@ def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty
     Example:
       >>> import nlhf_theory as nt
       >>> game = nt.make_game("random_skew", num_responses=4, seed=0)
-      >>> frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=3, batch_size=50)
+      >>> frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=3,
+      ...                comparisons_per_round=50)
       >>> len(frame)
       4
 
@@ -497,7 +498,7 @@ def optimistic_nlhf(beta, *, batch_size: int = 100, enhancer: str = "uncertainty
       reference note ``nlhf_algorithms.md`` Sec. 1.3 and 6.6.
     """
     beta = positive(beta, "beta")
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = positive_int(comparisons_per_round, "comparisons_per_round")
     if enhancer not in ENHANCERS:
         raise InvalidInputError(f"enhancer: must be one of {ENHANCERS}, got {enhancer!r}")
     lam = positive(regularization, "regularization")

@@ -2,7 +2,7 @@
 
 Each update is exact multiplicative weights on ``log pi``, per prompt, with the win rates
 ``(P pi_opp)(y | x) = P(y beats pi_opp | x)`` either exact (``mode="exact"``) or estimated
-from ``batch_size`` oracle comparisons per response (``mode="sampled"``).
+from ``comparisons_per_response`` oracle comparisons per response (``mode="sampled"``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,20 @@ from nlhf_theory import losses
 from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import (
     Algorithm,
+    concrete,
     log_softmax,
     policy_from_logits,
     positive,
     positive_int,
     reference_state,
     traced,
+)
+from nlhf_theory.algorithms._defaults import (
+    anchor_period,
+    hedge_step,
+    magnet_period,
+    magnetic_step,
+    mirror_step,
 )
 
 MODES = ("exact", "sampled")
@@ -68,12 +76,12 @@ def win_rates(game, opponent_logits, key, mode: str, batch_size: int):
 FORMS = ("mirror", "loss")
 
 
-def check_form(form: str, inner_steps, inner_learning_rate):
+def check_form(form: str, loss_steps, loss_learning_rate):
     """Validate the ``form`` of a mirror-descent algorithm and its inner optimizer."""
     if form not in FORMS:
         raise InvalidInputError(f"form: must be one of {FORMS}, got {form!r}")
-    return positive_int(inner_steps, "inner_steps"), positive(inner_learning_rate,
-                                                              "inner_learning_rate")
+    return positive_int(loss_steps, "loss_steps"), positive(loss_learning_rate,
+                                                              "loss_learning_rate")
 
 
 def minimize_logits(loss, logits, steps, learning_rate):
@@ -105,23 +113,24 @@ def inpo_loss_step(logits, anchor, game, key, mode, batch_size, eta, beta, steps
     return minimize_logits(loss, logits, steps, lr)
 
 
-def _md_algorithm(step_fn, target, mode, batch_size):
+def _md_algorithm(step_fn, target, mode, comparisons, pairs):
     mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "batch_size")
+    comparisons = positive_int(comparisons, "comparisons_per_response")
+    pairs = positive_int(pairs, "pairs_per_prompt")
 
     def init(game, key=None):
         return reference_state(game)
 
     def update(state, game, key):
-        logits = step_fn(state, game, key, mode, batch_size)
+        logits = step_fn(state, game, key, mode, comparisons, pairs)
         return state._replace(logits=log_softmax(logits), step=state.step + 1)
 
     return Algorithm(init, update, policy_from_logits, target)
 
 
 def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str = "mirror",
-            inner_steps: int = 200, inner_learning_rate: float = 0.5, mode: str = "exact",
-            batch_size: int = 16) -> Algorithm:
+            loss_steps: int = 200, loss_learning_rate: float = 0.5, mode: str = "exact",
+            comparisons_per_response: int = 16, pairs_per_prompt: int = 16) -> Algorithm:
     """Nash-MD (Munos et al. 2023), idealized tabular form, or the EGPO authors' gradient form.
 
     ``pi_mix ∝ pi_t^{1 - eta_mix beta} pi_ref^{eta_mix beta}`` (geometric mixture with the
@@ -137,7 +146,7 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
     ``form="gradient"`` is the parametric Nash-MD of the EGPO authors' tabular simulation: ONE
     gradient step ``theta_{t+1} = theta_t - learning_rate grad L(theta_t; pi_mix)`` on the
     uniform-pair online IPO loss against ``pi_mix``
-    (:func:`~nlhf_theory.algorithms._pairwise.win_rate_pair_loss`; sampled: ``batch_size``
+    (:func:`~nlhf_theory.algorithms._pairwise.win_rate_pair_loss`; sampled: ``pairs_per_prompt``
     triples ``y, y' ~ Unif``, ``y'' ~ pi_mix`` per prompt, oracle labels). On ``Y`` responses
     it equals the mirror form with ``eta = 4 learning_rate / (beta Y)`` [derived]. The authors
     take the mixture weight ``true_lr * beta`` with ``true_lr = 2 lr / (beta Y)``: their runs
@@ -151,13 +160,15 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
         Thm. 1's schedule.
       mixture_learning_rate: ``eta_mix`` with ``eta_mix * beta <= 1``; None: the same as
         ``learning_rate`` (or as the schedule).
-      form: ``"mirror"`` (closed form), ``"loss"`` (``inner_steps`` gradient steps of size
-        ``inner_learning_rate`` on the square loss whose minimizer is the mirror step: INPO's
+      form: ``"mirror"`` (closed form), ``"loss"`` (``loss_steps`` gradient steps of size
+        ``loss_learning_rate`` on the square loss whose minimizer is the mirror step: INPO's
         loss with pairs drawn from ``pi_mix``, see :func:`inpo_loss_step`) or ``"gradient"``
         (above).
-      mode: ``"exact"`` or ``"sampled"`` (mirror: win rates from ``batch_size`` oracle
-        comparisons per response; loss, gradient: ``batch_size`` pairs per prompt).
-      batch_size: as in ``mode``.
+      mode: ``"exact"`` or ``"sampled"`` (mirror: win rates from oracle comparisons; loss,
+        gradient: pairs per prompt).
+      comparisons_per_response: oracle comparisons per response for a sampled win rate
+        (sampled mirror form).
+      pairs_per_prompt: pairs per prompt of a sampled loss (sampled loss and gradient forms).
 
     Returns:
       An :class:`~nlhf_theory.algorithms.Algorithm`.
@@ -192,10 +203,10 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
                 "mixture_learning_rate: Nash-MD needs mixture_learning_rate * beta <= 1, got "
                 f"{eta_mix * beta:g}")
 
-    inner = check_form("mirror" if form == "gradient" else form, inner_steps,
-                       inner_learning_rate)
+    inner = check_form("mirror" if form == "gradient" else form, loss_steps,
+                       loss_learning_rate)
 
-    def step(state, game, key, mode, batch_size):
+    def step(state, game, key, mode, comparisons, pairs):
         t = state.step.astype(state.logits.dtype)
         eta_t = 2.0 / (beta * (t + 2.0)) if learning_rate is None else eta
         mix_t = eta_t if mixture_learning_rate is None else eta_mix
@@ -204,21 +215,22 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
         if form == "gradient":
             from nlhf_theory.algorithms._pairwise import win_rate_pair_loss  # imports this
 
-            grad = jax.grad(win_rate_pair_loss)(state.logits, game, mix, key, mode, batch_size,
+            grad = jax.grad(win_rate_pair_loss)(state.logits, game, mix, key, mode, pairs,
                                                 beta)
             return state.logits - eta * grad
         if form == "loss":
-            return inpo_loss_step(state.logits, log_ref, game, key, mode, batch_size, eta_t,
+            return inpo_loss_step(state.logits, log_ref, game, key, mode, pairs, eta_t,
                                   beta, *inner, opponent=mix)
         return ((1.0 - eta_t * beta) * state.logits + eta_t * beta * log_ref
-                + eta_t * win_rates(game, mix, key, mode, batch_size))
+                + eta_t * win_rates(game, mix, key, mode, comparisons))
 
-    return _md_algorithm(step, "regularized_nash", mode, batch_size)
+    return _md_algorithm(step, "regularized_nash", mode, comparisons_per_response,
+                         pairs_per_prompt)
 
 
-def inpo(beta, learning_rate, *, form: str = "mirror", inner_steps: int = 200,
-         inner_learning_rate: float = 0.5, mode: str = "exact",
-         batch_size: int = 16) -> Algorithm:
+def inpo(beta, learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
+         loss_learning_rate: float = 0.5, mode: str = "exact",
+         comparisons_per_response: int = 16, pairs_per_prompt: int = 16) -> Algorithm:
     """INPO's online mirror descent (Zhang et al. 2024), idealized tabular form.
 
     ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P(y > pi_t))``: mirror descent
@@ -226,42 +238,46 @@ def inpo(beta, learning_rate, *, form: str = "mirror", inner_steps: int = 200,
     :func:`nlhf_theory.losses.inpo_loss`. Notation: INPO's ``tau`` is ``beta``.
 
     ``form="mirror"`` applies the update in closed form; ``form="loss"`` is the parametric
-    (softmax-logit) algorithm the paper runs: each iteration takes ``inner_steps`` gradient
+    (softmax-logit) algorithm the paper runs: each iteration takes ``loss_steps`` gradient
     steps on INPO's square loss over pairs ``y, y' ~ pi_t`` (exact expectation or sampled). Its
     minimizer is the mirror step, so the two agree as the inner optimization converges.
 
     Args:
       beta: KL coefficient > 0.
-      learning_rate: step ``eta`` > 0 with ``eta * beta <= 1``.
+      learning_rate: step ``eta`` > 0 with ``eta * beta <= 1`` (default None:
+        ``eta* = beta / (beta^2 + 1/4)``, the step that makes the linearized map the strongest
+        contraction on every game, :func:`~nlhf_theory.algorithms.mirror_step`).
       form: ``"mirror"`` or ``"loss"``.
-      inner_steps, inner_learning_rate: gradient descent on the loss (``form="loss"``).
-      mode, batch_size: as in :func:`nash_md`.
+      loss_steps, loss_learning_rate: gradient descent on the loss (``form="loss"``).
+      mode, comparisons_per_response, pairs_per_prompt: as in :func:`nash_md`.
 
     References:
       Zhang et al. 2024, arXiv:2407.00617, Sec. 4.
     """
     beta = positive(beta, "beta")
-    eta = positive(learning_rate, "learning_rate")
+    eta = mirror_step(beta) if learning_rate is None else positive(learning_rate,
+                                                                   "learning_rate")
     if not (traced(eta) or traced(beta)) and eta * beta > 1:
         raise InvalidInputError(
             f"learning_rate: INPO needs learning_rate * beta <= 1, got {eta * beta:g}")
 
-    inner = check_form(form, inner_steps, inner_learning_rate)
+    inner = check_form(form, loss_steps, loss_learning_rate)
 
-    def step(state, game, key, mode, batch_size):
+    def step(state, game, key, mode, comparisons, pairs):
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
         if form == "loss":
-            return inpo_loss_step(state.logits, log_ref, game, key, mode, batch_size, eta, beta,
+            return inpo_loss_step(state.logits, log_ref, game, key, mode, pairs, eta, beta,
                                   *inner)
         return ((1.0 - eta * beta) * state.logits + eta * beta * log_ref
-                + eta * win_rates(game, state.logits, key, mode, batch_size))
+                + eta * win_rates(game, state.logits, key, mode, comparisons))
 
-    return _md_algorithm(step, "regularized_nash", mode, batch_size)
+    return _md_algorithm(step, "regularized_nash", mode, comparisons_per_response,
+                         pairs_per_prompt)
 
 
-def sppo(learning_rate, *, form: str = "mirror", inner_steps: int = 200,
-         inner_learning_rate: float = 0.5, mode: str = "exact",
-         batch_size: int = 16) -> Algorithm:
+def sppo(learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
+         loss_learning_rate: float = 0.5, mode: str = "exact",
+         comparisons_per_response: int = 16) -> Algorithm:
     """SPPO's multiplicative weights (Wu et al. 2024): ``pi_{t+1} ∝ pi_t exp(eta P(y > pi_t))``.
 
     No KL anchor: the average iterate approaches the maximal lottery, the last iterate cycles
@@ -269,18 +285,30 @@ def sppo(learning_rate, *, form: str = "mirror", inner_steps: int = 200,
     Notation: the SPPO code's ``beta`` is ``1 / eta``.
 
     ``form="loss"`` minimizes SPPO's square loss over responses ``y ~ pi_t`` (weights
-    ``pi_t(y)`` in the exact mode) with ``inner_steps`` gradient steps; the loss replaces the
+    ``pi_t(y)`` in the exact mode) with ``loss_steps`` gradient steps; the loss replaces the
     normalizer ``log Z`` of the mirror step by ``eta / 2``, so the two forms agree up to
     ``O(eta^2)``.
+
+    Args:
+      learning_rate: step ``eta`` > 0 (default None: anytime Hedge, ``eta_t = sqrt(8 ln Y /
+        t)`` at the ``t``-th update, whose regret over any horizon ``T`` is at most ``sqrt(2 T
+        ln Y) + sqrt(ln Y / 8)`` (Cesa-Bianchi & Lugosi 2006, Thm. 2.3), so the average
+        iterate's exploitability falls as ``sqrt(2 ln Y / T)``).
+      form: ``"mirror"`` or ``"loss"``.
+      loss_steps, loss_learning_rate: gradient descent on the loss (``form="loss"``).
+      mode: ``"exact"`` or ``"sampled"``.
+      comparisons_per_response: oracle comparisons per response for a sampled win rate.
 
     References:
       Wu et al. 2024, arXiv:2405.00675, Sec. 3.
     """
-    eta = positive(learning_rate, "learning_rate")
-    inner = check_form(form, inner_steps, inner_learning_rate)
+    constant = None if learning_rate is None else positive(learning_rate, "learning_rate")
+    inner = check_form(form, loss_steps, loss_learning_rate)
 
-    def step(state, game, key, mode, batch_size):
-        wins = win_rates(game, state.logits, key, mode, batch_size)
+    def step(state, game, key, mode, comparisons, pairs):
+        t = state.step.astype(state.logits.dtype) + 1.0
+        eta = hedge_step(game.num_responses, t) if constant is None else constant
+        wins = win_rates(game, state.logits, key, mode, comparisons)
         if form == "mirror":
             return state.logits + eta * wins
         weights = jnp.exp(state.logits)  # exact: E_{y ~ pi_t}; sampled: wins are estimates
@@ -292,10 +320,11 @@ def sppo(learning_rate, *, form: str = "mirror", inner_steps: int = 200,
 
         return minimize_logits(loss, state.logits, *inner)
 
-    return _md_algorithm(step, "none", mode, batch_size)
+    return _md_algorithm(step, "none", mode, comparisons_per_response, 1)
 
 
-def dno(learning_rate, *, mode: str = "exact", batch_size: int = 16) -> Algorithm:
+def dno(learning_rate=None, *, mode: str = "exact",
+        comparisons_per_response: int = 16) -> Algorithm:
     """Direct Nash Optimization (Rosset et al. 2024), conceptual form.
 
     ``pi_{t+1} = argmax_pi E_pi[r_t] - eta KL(pi || pi_t)`` with the win-rate reward
@@ -305,13 +334,15 @@ def dno(learning_rate, *, mode: str = "exact", batch_size: int = 16) -> Algorith
 
     Args:
       learning_rate: the KL coefficient ``eta`` > 0 of each step (the step size is
-        ``1 / eta``).
+        ``1 / eta``; default None: SPPO's anytime-Hedge steps, ``eta_t = 1 / sqrt(8 ln Y / t)``).
+      mode: ``"exact"`` or ``"sampled"``.
+      comparisons_per_response: oracle comparisons per response for a sampled win rate.
 
     References:
       Rosset et al. 2024, arXiv:2404.03715, Alg. 1.
     """
-    eta = positive(learning_rate, "learning_rate")
-    return sppo(1.0 / eta, mode=mode, batch_size=batch_size)
+    step = None if learning_rate is None else 1.0 / positive(learning_rate, "learning_rate")
+    return sppo(step, mode=mode, comparisons_per_response=comparisons_per_response)
 
 
 class MagnetState(NamedTuple):
@@ -359,8 +390,8 @@ def mmd_loss_step(logits, magnet, game, key, mode, batch_size, eta, beta, steps,
 STEPS = ("inpo", "mmd")
 
 
-def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner_steps,
-              inner_learning_rate, step_rule: str = "inpo"):
+def _anchored(beta, learning_rate, period, target, mode, comparisons, pairs, form, loss_steps,
+              loss_learning_rate, step_rule: str = "inpo"):
     """Mirror descent regularized toward a magnet ``rho`` that is moved to the iterate every
     ``period`` steps (the magnet at step ``t`` is ``pi_t`` whenever ``t`` is a multiple of
     ``period``; initially ``pi_ref``).
@@ -382,8 +413,9 @@ def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner
             f"learning_rate: needs learning_rate * beta <= 1, got {eta * beta:g}")
     period = positive_int(period, "period")
     mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "batch_size")
-    inner = check_form(form, inner_steps, inner_learning_rate)
+    comparisons = positive_int(comparisons, "comparisons_per_response")
+    pairs = positive_int(pairs, "pairs_per_prompt")
+    inner = check_form(form, loss_steps, loss_learning_rate)
 
     def init(game, key=None):
         ref = reference_state(game)
@@ -391,17 +423,17 @@ def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner
 
     def update(state, game, key):
         if step_rule == "mmd" and form == "loss":
-            logits = mmd_loss_step(state.logits, state.magnet, game, key, mode, batch_size, eta,
+            logits = mmd_loss_step(state.logits, state.magnet, game, key, mode, comparisons, eta,
                                    beta, *inner)
         elif step_rule == "mmd":
-            wins = win_rates(game, state.logits, key, mode, batch_size)
+            wins = win_rates(game, state.logits, key, mode, comparisons)
             logits = (state.logits + eta * beta * state.magnet + eta * wins) / (1.0 + eta * beta)
         elif form == "loss":
-            logits = inpo_loss_step(state.logits, state.magnet, game, key, mode, batch_size, eta,
+            logits = inpo_loss_step(state.logits, state.magnet, game, key, mode, pairs, eta,
                                     beta, *inner)
         else:
             logits = ((1.0 - eta * beta) * state.logits + eta * beta * state.magnet
-                      + eta * win_rates(game, state.logits, key, mode, batch_size))
+                      + eta * win_rates(game, state.logits, key, mode, comparisons))
         logits = log_softmax(logits)
         step = state.step + 1
         magnet = jnp.where(step % period == 0, logits, state.magnet)
@@ -410,9 +442,9 @@ def _anchored(beta, learning_rate, period, target, mode, batch_size, form, inner
     return Algorithm(init, update, policy_from_logits, target)
 
 
-def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_steps: int = 200,
-        inner_learning_rate: float = 0.5, mode: str = "exact",
-        batch_size: int = 16) -> Algorithm:
+def mpo(beta, learning_rate=None, period=None, *, form: str = "mirror",
+        loss_steps: int = 200, loss_learning_rate: float = 0.5, mode: str = "exact",
+        comparisons_per_response: int = 16) -> Algorithm:
     """Magnetic Preference Optimization (Wang et al. 2024): magnetic mirror descent, moving magnet.
 
     Each step is magnetic mirror descent (MMD) on the preference game with magnet ``rho``:
@@ -451,17 +483,18 @@ def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_s
 
     Args:
       beta: magnet strength > 0 (the KL coefficient of each inner game).
-      learning_rate: MMD's step ``eta``, ``0 < eta <= 4 beta`` (see above).
-      period: steps between magnet resets, >= 1 (default 100; see the faithfulness rule).
-      form: ``"mirror"`` (closed-form step) or ``"loss"``: ``inner_steps`` gradient steps of
-        size ``inner_learning_rate`` on the logits minimizing the MMD proximal objective
+      learning_rate: MMD's step ``eta``, ``0 < eta <= 4 beta`` (see above; default None:
+        ``4 beta``, the largest step of the linear rate, :func:`magnetic_step`).
+      period: steps between magnet resets, >= 1 (default None: ``ceil(ln 10 / ln(1 + eta
+        beta))``, a 10-fold contraction toward ``pi*_rho`` per magnet, :func:`magnet_period`).
+      form: ``"mirror"`` (closed-form step) or ``"loss"``: ``loss_steps`` gradient steps of
+        size ``loss_learning_rate`` on the logits minimizing the MMD proximal objective
         ``KL(pi || pi_t) + eta beta KL(pi || rho) - eta <pi, P(y > pi_t)>``
         (:func:`mmd_loss_step`), whose minimizer is the mirror step.
-      inner_steps: gradient steps per iteration in the loss form (default 200).
-      inner_learning_rate: their step size (default 0.5).
-      mode: ``"exact"`` or ``"sampled"`` (win rates from ``batch_size`` oracle comparisons per
-        response, default 16).
-      batch_size: comparisons per response in the sampled mode.
+      loss_steps: gradient steps per iteration in the loss form (default 200).
+      loss_learning_rate: their step size (default 0.5).
+      mode: ``"exact"`` or ``"sampled"`` (win rates from oracle comparisons).
+      comparisons_per_response: comparisons per response in the sampled mode (default 16).
 
     Returns:
       An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`MagnetState`.
@@ -486,7 +519,8 @@ def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_s
       (the same closed form; there the magnet moves geometrically every step).
     """
     beta = positive(beta, "beta")
-    eta = positive(learning_rate, "learning_rate")
+    eta = magnetic_step(beta) if learning_rate is None else positive(learning_rate,
+                                                                     "learning_rate")
     if not (traced(eta) or traced(beta)):
         bound = beta / PAYOFF_LIPSCHITZ_BOUND**2
         if eta > bound * (1 + 1e-12):
@@ -494,18 +528,20 @@ def mpo(beta, learning_rate, period: int = 100, *, form: str = "mirror", inner_s
                 f"learning_rate: MPO's MMD step needs learning_rate <= beta / L^2 = 4 beta = "
                 f"{bound:g} (L = max |P - 1/2| <= 1/2; Sokota et al. 2023, Sec. 3), got "
                 f"{eta:g}")
-    return _anchored(beta, eta, period, "nash", mode, batch_size, form, inner_steps,
-                     inner_learning_rate, step_rule="mmd")
+    if period is None:
+        period = magnet_period(concrete(beta, "beta"), concrete(eta, "learning_rate"))
+    return _anchored(beta, eta, period, "nash", mode, comparisons_per_response, 1, form,
+                     loss_steps, loss_learning_rate, step_rule="mmd")
 
 
-def comal(beta, learning_rate, inner_steps: int = 200, *, form: str = "mirror",
+def comal(beta, learning_rate=None, period=None, *, form: str = "mirror",
           loss_steps: int = 200, loss_learning_rate: float = 0.5, mode: str = "exact",
-          batch_size: int = 16) -> Algorithm:
+          comparisons_per_response: int = 16, pairs_per_prompt: int = 16) -> Algorithm:
     """COMAL (Liu et al. 2024): conceptual proximal point with an INPO inner loop.
 
     Each outer iteration solves the regularized game centred at the current anchor with
-    ``inner_steps`` INPO steps (linear convergence, so the inner solution is accurate when
-    ``inner_steps * eta * beta`` is large) and moves the anchor to the result. The anchor
+    ``period`` INPO steps (linear convergence, so the inner solution is accurate when
+    ``period * eta * beta`` is large) and moves the anchor to the result. The anchor
     sequence satisfies ``KL(pi* || pi_{k+1}) <= KL(pi* || pi_k)`` and converges to the
     unregularized equilibrium in the last iterate. ``form="loss"`` minimizes INPO's square
     loss (centred at the anchor) with ``loss_steps`` gradient steps of size
@@ -514,5 +550,10 @@ def comal(beta, learning_rate, inner_steps: int = 200, *, form: str = "mirror",
     References:
       Liu et al. 2024, arXiv:2410.23223, Alg. 1 (COMAL) and Sec. 4.
     """
-    return _anchored(beta, learning_rate, inner_steps, "nash", mode, batch_size, form,
-                     loss_steps, loss_learning_rate)
+    beta = positive(beta, "beta")
+    eta = mirror_step(beta) if learning_rate is None else positive(learning_rate,
+                                                                   "learning_rate")
+    if period is None:
+        period = anchor_period(concrete(beta, "beta"), concrete(eta, "learning_rate"))
+    return _anchored(beta, eta, period, "nash", mode, comparisons_per_response,
+                     pairs_per_prompt, form, loss_steps, loss_learning_rate)

@@ -17,8 +17,18 @@ from nlhf_theory.algorithms._base import (
     positive,
     positive_int,
 )
+from nlhf_theory.algorithms._defaults import (
+    bradley_terry_rule,
+    offline_dpo_rule,
+    offline_ipo_rule,
+    slic_rule,
+    step_size,
+)
 from nlhf_theory.algorithms._mirror import check_mode
 from nlhf_theory.algorithms._pairwise import _LOSSES
+
+#: Default learning-rate rules of the offline losses (:mod:`._defaults`).
+_RULES = {"dpo": offline_dpo_rule, "ipo": offline_ipo_rule, "slic": slic_rule}
 
 
 class Dataset(NamedTuple):
@@ -87,7 +97,7 @@ def initial_dataset(game, key, mode, num_pairs, behaviour, dataset) -> Dataset:
 def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset, target):
     loss = _LOSSES[loss_name]
     beta = positive(beta, "beta")
-    lr = positive(learning_rate, "learning_rate")
+    step = step_size(learning_rate, _RULES[loss_name](beta))
     mode = check_mode(mode)
     num_pairs = positive_int(num_pairs, "num_pairs")
 
@@ -112,7 +122,8 @@ def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset
 
     def update(state, game, key):
         grad = jax.grad(objective)(state.logits, state.data, game)
-        return state._replace(logits=log_softmax(state.logits - lr * grad), step=state.step + 1)
+        return state._replace(logits=log_softmax(state.logits - step(game) * grad),
+                              step=state.step + 1)
 
     return Algorithm(init, update, policy_from_logits, target)
 
@@ -120,7 +131,8 @@ def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset
 _DOC_ARGS = """
     Args:
       beta: KL coefficient > 0.
-      learning_rate: gradient step on the logits > 0.
+      learning_rate: gradient step on the logits > 0 (default None: the rule of
+        :data:`~nlhf_theory.algorithms.DEFAULT_RULES`, one over the loss's smoothness).
       mode: ``"exact"``: the population loss over pairs ``y, y' ~ mu`` with labels in
         expectation; ``"sampled"``: a dataset of ``num_pairs`` comparisons drawn once at
         ``init`` (full-batch gradient steps).
@@ -130,7 +142,7 @@ _DOC_ARGS = """
 """
 
 
-def dpo(beta, learning_rate, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
+def dpo(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
     """Offline DPO on comparisons drawn by a behaviour policy ``mu``.
 
     Minimizes ``E[-log sigma(beta h)]`` (:func:`nlhf_theory.losses.dpo_loss`). On a
@@ -144,7 +156,7 @@ def dpo(beta, learning_rate, *, mode="exact", num_pairs=1000, behaviour=None, da
                     "reward_optimum")
 
 
-def ipo(beta, learning_rate, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
+def ipo(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
     """Offline IPO on comparisons drawn by a behaviour policy ``mu``.
 
     Minimizes ``(h - (label - 1/2) / beta)^2`` (:func:`nlhf_theory.losses.ipo_loss`). Its
@@ -157,7 +169,7 @@ def ipo(beta, learning_rate, *, mode="exact", num_pairs=1000, behaviour=None, da
     return _offline("ipo", beta, learning_rate, mode, num_pairs, behaviour, dataset, "none")
 
 
-def slic(beta, learning_rate, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
+def slic(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
     """Offline SLiC-HF (hinge on the log-ratio margin) on comparisons drawn by ``mu``.
 
     Minimizes ``max(0, 1 - beta h)`` for the preferred response
@@ -182,7 +194,7 @@ class RewardState(NamedTuple):
     step: Any
 
 
-def rlhf_bt(beta, learning_rate, *, prior: float = 0.0, features=None, mode="exact",
+def rlhf_bt(beta, learning_rate=None, *, prior: float = 0.0, features=None, mode="exact",
             num_pairs=1000, behaviour=None, dataset=None) -> Algorithm:
     """Reward-based RLHF: fit a Bradley-Terry reward, then the KL-optimal policy in closed form.
 
@@ -194,7 +206,8 @@ def rlhf_bt(beta, learning_rate, *, prior: float = 0.0, features=None, mode="exa
 
     Args:
       beta: KL coefficient > 0 of the policy step.
-      learning_rate: gradient step on the reward parameters > 0.
+      learning_rate: gradient step on the reward parameters > 0 (default None: one over the
+        smoothness of the likelihood, :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       prior: Gaussian prior precision >= 0 (0 for the MLE).
       features: optional (X, Y, d) reward features (linear reward); tabular if None.
       mode, num_pairs, behaviour, dataset: as in :func:`dpo`.
@@ -204,7 +217,7 @@ def rlhf_bt(beta, learning_rate, *, prior: float = 0.0, features=None, mode="exa
       arXiv:2305.18290, eq. 4 (the KL-optimal policy).
     """
     beta = positive(beta, "beta")
-    lr = positive(learning_rate, "learning_rate")
+    step = step_size(learning_rate, bradley_terry_rule(features))
     prior = nonnegative(prior, "prior")
     mode = check_mode(mode)
     num_pairs = positive_int(num_pairs, "num_pairs")
@@ -244,7 +257,7 @@ def rlhf_bt(beta, learning_rate, *, prior: float = 0.0, features=None, mode="exa
 
     def update(state, game, key):
         grad = jax.grad(objective)(state.params, state.data, game)
-        return state._replace(params=state.params - lr * grad, step=state.step + 1)
+        return state._replace(params=state.params - step(game) * grad, step=state.step + 1)
 
     def policy(state):
         return jax.nn.softmax(state.log_ref + reward(state.params) / beta, axis=-1)

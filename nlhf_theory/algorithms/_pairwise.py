@@ -31,6 +31,12 @@ from nlhf_theory.algorithms._base import (
     reference_state,
     unit_interval,
 )
+from nlhf_theory.algorithms._defaults import (
+    ipo_pair_rule,
+    online_dpo_rule,
+    policy_gradient_rule,
+    step_size,
+)
 from nlhf_theory.algorithms._mirror import check_mode
 
 _LOSSES = {"dpo": losses.dpo_loss, "ipo": losses.ipo_loss, "slic": losses.slic_loss}
@@ -151,13 +157,13 @@ def win_rate_pair_loss(logits, game, opponent, key, mode, batch_size, beta,
 
 
 def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragradient, target,
-            pairs="policy", labels="bernoulli"):
+            pairs="policy", labels="bernoulli", rule=None):
     loss = _LOSSES[loss_name]
     beta = positive(beta, "beta")
-    lr = positive(learning_rate, "learning_rate")
+    step = step_size(learning_rate, rule)
     mixture = unit_interval(mixture, "mixture")
     mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = positive_int(batch_size, "pairs_per_prompt")
     pairs = check_choice(pairs, "pairs", PAIRS)
     labels = check_choice(labels, "labels", LABELS)
 
@@ -175,6 +181,7 @@ def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragrad
 
     def update(state, game, key):
         k1, k2 = jax.random.split(key)
+        lr = step(game)
         theta = state.logits
         opponent = theta
         if extragradient:  # the half step only sets the opponent, then it is undone
@@ -185,7 +192,8 @@ def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragrad
     return Algorithm(init, update, policy_from_logits, target)
 
 
-def online_dpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64) -> Algorithm:
+def online_dpo(beta, learning_rate=None, *, mode: str = "exact",
+               pairs_per_prompt: int = 64) -> Algorithm:
     """Online (iterative) DPO: the DPO loss on on-policy pairs labelled by the oracle.
 
     Pairs ``y, y' ~ pi_t`` (stop-gradient), the reference fixed at ``pi_ref``, the policy
@@ -198,11 +206,12 @@ def online_dpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64
       Rafailov et al. 2023, arXiv:2305.18290 (the loss); Guo et al. 2024, "Direct language
       model alignment from online AI feedback", arXiv:2402.04792 (online DPO).
     """
-    return _online("dpo", beta, learning_rate, 0.0, mode, batch_size, False, "reward_optimum")
+    return _online("dpo", beta, learning_rate, 0.0, mode, pairs_per_prompt, False,
+                   "reward_optimum", rule=online_dpo_rule(beta))
 
 
-def online_ipo(beta, learning_rate, *, pairs: str = "policy", extragradient: bool = False,
-               mode: str = "exact", batch_size: int = 64,
+def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient: bool = False,
+               mode: str = "exact", pairs_per_prompt: int = 64,
                labels: str = "bernoulli") -> Algorithm:
     """Online IPO: one gradient step per iteration on an IPO square loss against ``pi_t``.
 
@@ -232,11 +241,14 @@ def online_ipo(beta, learning_rate, *, pairs: str = "policy", extragradient: boo
 
     Args:
       beta: KL coefficient > 0.
-      learning_rate: gradient step ``lr`` > 0 on the logits.
+      learning_rate: gradient step ``lr`` > 0 on the logits (default None: ``eta* beta / 4``
+        for policy pairs, ``eta* beta Y / 4`` for uniform ones, divided by the largest prompt
+        weight, with ``eta* = beta / (beta^2 + 1/4)``: every response's mirror step is at most
+        INPO's contraction step; :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       pairs: ``"policy"`` or ``"uniform"`` (above).
       extragradient: take EGPO's extragradient step.
       mode: ``"exact"`` (expected loss) or ``"sampled"``.
-      batch_size: pairs per prompt per step (sampled mode; per gradient, two in an
+      pairs_per_prompt: pairs per prompt per step (sampled mode; per gradient, two in an
         extragradient step, each with fresh draws).
       labels: sampled mode: ``"bernoulli"`` (oracle draws, default) or ``"probability"``
         (the preference probabilities as labels, as in the authors' simulation).
@@ -256,26 +268,31 @@ def online_ipo(beta, learning_rate, *, pairs: str = "policy", extragradient: boo
       Du 2025, arXiv:2503.08942 (the uniform-pair loss); code ``zhourunlong/EGPO``,
       ``simulations/loss_funcs.py``, ``online_ipo_1``, ``online_ipo_2`` (and ``_sample``).
     """
-    return _online("ipo", beta, learning_rate, 0.0, mode, batch_size, extragradient,
-                   "regularized_nash", pairs, labels)
+    return _online("ipo", beta, learning_rate, 0.0, mode, pairs_per_prompt, extragradient,
+                   "regularized_nash", pairs, labels, rule=ipo_pair_rule(beta, pairs))
 
 
-def ipo_md(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
-           batch_size: int = 64) -> Algorithm:
+def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
+           pairs_per_prompt: int = 64) -> Algorithm:
     """IPO-MD: online IPO with pairs from the geometric mixture ``pi_t^{1-m} pi_ref^m``.
 
     Args:
+      beta: KL coefficient > 0.
+      learning_rate: gradient step > 0 on the logits (default None: online IPO's rule for
+        policy pairs, :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       mixture: weight ``m`` in [0, 1] of ``pi_ref`` in the behaviour policy (their ``beta``;
         0.125 in their experiments).
+      mode: ``"exact"`` or ``"sampled"``.
+      pairs_per_prompt: pairs per prompt per step (sampled mode).
 
     References:
       Calandriello et al. 2024, arXiv:2403.08635, Sec. 4 (IPO-MD).
     """
-    return _online("ipo", beta, learning_rate, mixture, mode, batch_size, False,
-                   "regularized_nash")
+    return _online("ipo", beta, learning_rate, mixture, mode, pairs_per_prompt, False,
+                   "regularized_nash", rule=ipo_pair_rule(beta, "policy"))
 
 
-def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
+def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int = 64,
          labels: str = "bernoulli") -> Algorithm:
     """EGPO: extragradient steps on the uniform-pair online IPO loss.
 
@@ -289,7 +306,7 @@ def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
     ``pi_{t+1/2} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_t)``,
     ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_{t+1/2})`` with
     ``eta = 4 lr / (beta Y)`` [derived, see :func:`online_ipo`]. Sampled mode: each of the two
-    gradients draws ``batch_size`` fresh triples per prompt, ``y, y' ~ Unif`` and
+    gradients draws ``pairs_per_prompt`` fresh triples per prompt, ``y, y' ~ Unif`` and
     ``y'' ~ pi_t`` (half step) or ``pi_{t+1/2}`` (full step), with oracle labels
     ``1[y > y'']``, ``1[y' > y'']`` (``labels="bernoulli"``) or, as the authors'
     ``extragradient_sample``, the probabilities ``P[y, y'']``, ``P[y', y'']``
@@ -300,9 +317,11 @@ def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
     Args:
       beta: KL coefficient > 0.
       learning_rate: gradient step ``lr`` > 0 on the logits (the authors' tabular runs: 0.1,
-        0.02, 2e-4 at beta = 0.1, 0.01, 0.001).
+        0.02, 2e-4 at beta = 0.1, 0.01, 0.001). Default None: ``eta* beta Y / (4 w)`` with
+        ``eta* = beta / (beta^2 + 1/4)`` and ``w`` the largest prompt weight, the step whose
+        mirror form is INPO's contraction step (:data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       mode: ``"exact"`` or ``"sampled"``.
-      batch_size: triples per prompt per gradient (sampled mode).
+      pairs_per_prompt: triples per prompt per gradient (sampled mode).
       labels: ``"bernoulli"`` or ``"probability"`` (sampled mode).
 
     Returns:
@@ -320,12 +339,12 @@ def egpo(beta, learning_rate, *, mode: str = "exact", batch_size: int = 64,
       code ``zhourunlong/EGPO``, ``simulations/loss_funcs.py``, ``extragradient`` and
       ``extragradient_sample``.
     """
-    return _online("ipo", beta, learning_rate, 0.0, mode, batch_size, True, "regularized_nash",
-                   "uniform", labels)
+    return _online("ipo", beta, learning_rate, 0.0, mode, pairs_per_prompt, True,
+                   "regularized_nash", "uniform", labels, rule=ipo_pair_rule(beta, "uniform"))
 
 
-def nash_md_pg(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
-               batch_size: int = 64) -> Algorithm:
+def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
+               pairs_per_prompt: int = 64) -> Algorithm:
     """Nash-MD-PG: policy gradient on the regularized preference against a mixture opponent.
 
     Ascends ``E_{y ~ pi, y' ~ pi_mix}[P(y > y')] - beta KL(pi || pi_ref)`` in the logits, with
@@ -335,16 +354,22 @@ def nash_md_pg(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
     (whose expected gradient equals online IPO's, Calandriello et al. Prop. 4.2).
 
     Args:
+      beta: KL coefficient > 0.
+      learning_rate: gradient (ascent) step > 0 on the logits (default None: ``eta* / w``,
+        so every response's mirror step ``lr d0(x) pi(y)`` is at most INPO's contraction step
+        ``eta* = beta / (beta^2 + 1/4)``; :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       mixture: weight ``m`` in [0, 1] of ``pi_ref`` in the opponent (their ``beta``).
+      mode: ``"exact"`` or ``"sampled"``.
+      pairs_per_prompt: pairs per prompt per step (sampled mode).
 
     References:
       Munos et al. 2023, arXiv:2312.00886, Sec. 7 (Nash-MD-PG).
     """
     beta = positive(beta, "beta")
-    lr = positive(learning_rate, "learning_rate")
+    step = step_size(learning_rate, policy_gradient_rule(beta))
     mixture = unit_interval(mixture, "mixture")
     mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
 
     def objective(logits, opponent, game, key):
         logp = log_softmax(logits)
@@ -373,13 +398,13 @@ def nash_md_pg(beta, learning_rate, mixture=0.125, *, mode: str = "exact",
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
         opponent = jax.lax.stop_gradient(geometric_mixture(state.logits, log_ref, mixture))
         grad = jax.grad(objective)(state.logits, opponent, game, key)
-        return PolicyState(log_softmax(state.logits + lr * grad), state.step + 1)
+        return PolicyState(log_softmax(state.logits + step(game) * grad), state.step + 1)
 
     return Algorithm(init, update, policy_from_logits, "regularized_nash")
 
 
-def xpo(beta, learning_rate, alpha=1e-3, *, mode: str = "exact",
-        batch_size: int = 64) -> Algorithm:
+def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
+        pairs_per_prompt: int = 64) -> Algorithm:
     """XPO: online DPO with an optimism bonus ``alpha E_{y~ pi_ref}[log pi(y)]``.
 
     Each iteration draws ``y ~ pi_t`` and ``y' ~ pi_ref``, labels the pair with the oracle and
@@ -390,16 +415,21 @@ def xpo(beta, learning_rate, alpha=1e-3, *, mode: str = "exact",
     taken on the current (exact or sampled) batch per iteration.
 
     Args:
+      beta: KL coefficient > 0.
+      learning_rate: gradient step > 0 on the logits (default None: online DPO's rule,
+        :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       alpha: exploration coefficient >= 0.
+      mode: ``"exact"`` or ``"sampled"``.
+      pairs_per_prompt: pairs per prompt per step (sampled mode).
 
     References:
       Xie et al. 2024, arXiv:2405.21046, Alg. 1.
     """
     beta = positive(beta, "beta")
-    lr = positive(learning_rate, "learning_rate")
+    step = step_size(learning_rate, online_dpo_rule(beta))
     alpha = nonnegative(alpha, "alpha")
     mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
 
     def objective(logits, behaviour_logits, game, key):
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
@@ -421,6 +451,6 @@ def xpo(beta, learning_rate, alpha=1e-3, *, mode: str = "exact",
 
     def update(state, game, key):
         grad = jax.grad(objective)(state.logits, jax.lax.stop_gradient(state.logits), game, key)
-        return PolicyState(log_softmax(state.logits - lr * grad), state.step + 1)
+        return PolicyState(log_softmax(state.logits - step(game) * grad), state.step + 1)
 
     return Algorithm(init, update, policy_from_logits, "reward_optimum")

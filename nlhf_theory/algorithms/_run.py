@@ -53,7 +53,13 @@ def make_algorithm(registry, name, beta, mode, hyperparameters):
         kwargs["mode"] = mode
     elif mode != "exact":
         raise InvalidInputError(f"mode: {name!r} only has the exact mode, got {mode!r}")
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except InvalidInputError:
+        raise
+    except (TypeError, ValueError) as exc:  # e.g. a value of the wrong type deep in a factory
+        raise InvalidInputError(
+            f"{name}: invalid hyper-parameters {hyperparameters!r} ({exc})") from exc
 
 
 def run_algorithm(algorithm, game: PreferenceGame, *, beta, steps: int, seeds: int = 1,

@@ -49,6 +49,7 @@ from nlhf_theory.algorithms._base import (
     traced,
     unit_interval,
 )
+from nlhf_theory.algorithms._defaults import online_dpo_rule, step_size
 from nlhf_theory.algorithms._mirror import check_mode
 from nlhf_theory.algorithms._offline import Dataset, initial_dataset
 
@@ -187,9 +188,9 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
     return (1.0 - r - p - g) * dpo + r * dp + p * pp + g * pr
 
 
-def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.0,
+def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float = 0.0,
          pi: float = 0.0, g: float = 0.0, gamma: float = 0.0, variant: str = "exact",
-         mode: str = "exact", batch_size: int = 64, num_pairs: int = 1000, behaviour=None,
+         mode: str = "exact", pairs_per_prompt: int = 64, num_pairs: int = 1000, behaviour=None,
          dataset=None, hook_scale=None, labels: str = "bernoulli") -> Algorithm:
     """SAIL with every route mixed: offline DPO, SAIL-DP, SAIL-PP and SAIL-PR.
 
@@ -198,14 +199,15 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
 
     Args:
       beta: KL coefficient > 0 (DPO's beta).
-      learning_rate: gradient step on the logits > 0.
+      learning_rate: gradient step on the logits > 0 (default None: online DPO's rule
+        ``2 eta* / (beta w)``, :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       r, rho: SAIL-DP mixing weight and coefficient (code: ``r``, ``rho``).
       p, pi: SAIL-PP mixing weight and coefficient (code: ``p``, ``pi``).
       g, gamma: SAIL-PR mixing weight and coefficient (code: ``g``, ``gamma``).
       variant: ``"exact"`` (the derivation's gradient) or ``"implemented"`` (the authors' hook,
         dividing the response term by ``log pi``).
       mode: ``"exact"`` or ``"sampled"``.
-      batch_size: on-policy pairs per prompt in the sampled mode.
+      pairs_per_prompt: on-policy pairs per prompt in the sampled mode.
       num_pairs: size of the offline dataset in the sampled mode.
       behaviour: (X, Y) data policy of the offline dataset (default ``pi_ref``).
       dataset: a :class:`Dataset` to use as the offline data.
@@ -239,7 +241,7 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
       ``shared/references/sail.md`` Sec. 1.4, 2 and 7.
     """
     beta = positive(beta, "beta")
-    lr = positive(learning_rate, "learning_rate")
+    step = step_size(learning_rate, online_dpo_rule(beta))
     weights = tuple(unit_interval(v, name) for v, name in ((r, "r"), (p, "p"), (g, "g")))
     if not any(traced(w) for w in weights) and sum(weights) > 1.0 + 1e-12:
         raise InvalidInputError(f"r + p + g: mixing weights must sum to at most 1, got "
@@ -258,7 +260,7 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
     if labels not in LABELS:
         raise InvalidInputError(f"labels: must be one of {LABELS}, got {labels!r}")
     mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "batch_size")
+    batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
     num_pairs = positive_int(num_pairs, "num_pairs")
 
     def init(game, key):
@@ -271,13 +273,14 @@ def sail(beta, learning_rate, *, r: float = 0.0, rho: float = 0.0, p: float = 0.
             state.logits, game, state.data, key, beta=beta, weights=weights,
             coefficients=coefficients, variant=variant, mode=mode, batch_size=batch_size,
             behaviour=behaviour, hook_scale=hook_scale, labels=labels)
-        return state._replace(logits=log_softmax(state.logits + lr * grad), step=state.step + 1)
+        return state._replace(logits=log_softmax(state.logits + step(game) * grad),
+                              step=state.step + 1)
 
     return Algorithm(init, update, policy_from_logits, "reward_optimum")
 
 
-def sail_pr(beta, learning_rate, gamma: float = 0.3, g: float = 1.0, *, variant="exact",
-            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None,
+def sail_pr(beta, learning_rate=None, gamma: float = 0.3, g: float = 1.0, *, variant="exact",
+            mode="exact", pairs_per_prompt=64, num_pairs=1000, behaviour=None, dataset=None,
             hook_scale=None, labels="bernoulli"):
     """SAIL-PR: on-policy pairs with oracle labels and the response term ``gamma``.
 
@@ -288,12 +291,12 @@ def sail_pr(beta, learning_rate, gamma: float = 0.3, g: float = 1.0, *, variant=
       Ding et al. 2024, arXiv:2406.15567; code route DPR (defaults g = 0.3, gamma = 0.3).
     """
     return sail(beta, learning_rate, g=g, gamma=gamma, variant=variant, mode=mode,
-                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset,
-                hook_scale=hook_scale, labels=labels)
+                pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
+                dataset=dataset, hook_scale=hook_scale, labels=labels)
 
 
-def sail_pp(beta, learning_rate, pi: float = 0.2, p: float = 1.0, *, variant="exact",
-            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None,
+def sail_pp(beta, learning_rate=None, pi: float = 0.2, p: float = 1.0, *, variant="exact",
+            mode="exact", pairs_per_prompt=64, num_pairs=1000, behaviour=None, dataset=None,
             hook_scale=None):
     """SAIL-PP: on-policy pairs labelled by the policy's implicit model, coefficient ``pi``.
 
@@ -303,12 +306,12 @@ def sail_pp(beta, learning_rate, pi: float = 0.2, p: float = 1.0, *, variant="ex
       Ding et al. 2024, arXiv:2406.15567; code route DPP (defaults p = 0.3, pi = 0.2).
     """
     return sail(beta, learning_rate, p=p, pi=pi, variant=variant, mode=mode,
-                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset,
-                hook_scale=hook_scale)
+                pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
+                dataset=dataset, hook_scale=hook_scale)
 
 
-def sail_dp(beta, learning_rate, rho: float = 0.2, r: float = 1.0, *, variant="exact",
-            mode="exact", batch_size=64, num_pairs=1000, behaviour=None, dataset=None):
+def sail_dp(beta, learning_rate=None, rho: float = 0.2, r: float = 1.0, *, variant="exact",
+            mode="exact", pairs_per_prompt=64, num_pairs=1000, behaviour=None, dataset=None):
     """SAIL-DP: dataset pairs relabelled by the policy's implicit model, coefficient ``rho``.
 
     Arguments as in :func:`sail` (``r``: weight of this route).
@@ -317,4 +320,5 @@ def sail_dp(beta, learning_rate, rho: float = 0.2, r: float = 1.0, *, variant="e
       Ding et al. 2024, arXiv:2406.15567; code route DDP (defaults r = 0.4, rho = 0.2).
     """
     return sail(beta, learning_rate, r=r, rho=rho, variant=variant, mode=mode,
-                batch_size=batch_size, num_pairs=num_pairs, behaviour=behaviour, dataset=dataset)
+                pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
+                dataset=dataset)

@@ -17,6 +17,35 @@ from nlhf_theory._validation import (
 )
 
 
+def made_in_tolerance(arr: np.ndarray) -> float:
+    """The validation tolerance of the precision ``arr`` was made in: float32 data (float32
+    arrays, or float64 arrays whose every entry is a float32 number, as after ``.double()`` of a
+    torch tensor) get float32's, other float64 data float64's (:func:`tolerance`)."""
+    if arr.dtype == np.float64 and np.array_equal(arr.astype(np.float32).astype(np.float64),
+                                                   arr):
+        return tolerance(np.float32)
+    return tolerance(arr.dtype)
+
+
+def _precision(tol: float) -> str:
+    return "float32" if tol > tolerance(np.float64) else "float64"
+
+
+def exact_skew(P: np.ndarray) -> np.ndarray:
+    """The projection ``(P + 1 - P^T) / 2`` onto skew symmetry, rounded in the stored dtype.
+
+    float64: the projection itself (``P + P^T = 1`` to the last bit). float32: each pair keeps
+    its entry ``q >= 1/2`` rounded to float32 and its mirror is ``1 - q``, exact in binary
+    floating point for ``q`` in [1/2, 1] (Sterbenz's lemma), so ``P + P^T = 1`` holds exactly
+    and metrics computed in float64 from float32 data see an exactly skew game.
+    """
+    if P.dtype == np.float64:
+        return np.clip(0.5 * (P + 1.0 - np.swapaxes(P, -1, -2)), 0.0, 1.0)
+    Q = np.clip(0.5 * (P.astype(np.float64) + 1.0 - np.swapaxes(P, -1, -2)), 0.0, 1.0)
+    high = np.maximum(Q, np.swapaxes(Q, -1, -2)).astype(P.dtype)
+    return np.where(Q >= np.swapaxes(Q, -1, -2), high, P.dtype.type(1) - high)
+
+
 @jax.tree_util.register_pytree_node_class
 class PreferenceGame:
     """A contextual preference bandit: ``P[x, y, y'] = Pr(y beats y' | x)``.
@@ -25,10 +54,13 @@ class PreferenceGame:
     ``d0`` (``prompt_weights``), responses ``y``, a reference policy ``pi_ref(y | x) > 0`` and a
     preference that is skew, ``P + P^T = 1`` with diagonal 1/2, but need not be transitive.
 
-    The object is immutable and validated at construction. Within the validation tolerance
-    (1e-9 for float64 data, 1e-5 for float32) the inputs are projected onto the exact
-    constraints: ``P <- (P + 1 - P^T) / 2`` and ``pi_ref``, ``prompt_weights`` renormalized. The
-    dtype of ``P`` (float32 or float64) is kept. It is a jax pytree, so it can be passed through
+    The object is immutable and validated at construction. Within the validation tolerance of
+    the precision the data was made in (1e-9 for float64 data, 1e-5 for float32 data, which
+    includes float64 arrays whose entries are all float32 numbers, e.g. a torch float32 tensor
+    cast with ``.double()``) the inputs are projected onto the exact constraints: ``P <- (P + 1
+    - P^T) / 2``, rounded so that ``P + P^T = 1`` holds exactly in the stored dtype
+    (:func:`exact_skew`), and ``pi_ref``, ``prompt_weights`` renormalized. The dtype of ``P``
+    (float32 or float64) is kept. It is a jax pytree, so it can be passed through
     ``jax.jit`` and ``jax.vmap`` (no validation is re-run on traced values).
 
     Args:
@@ -61,7 +93,7 @@ class PreferenceGame:
                 f"P: expected shape (Y, Y) or (X, Y, Y) with Y >= 1, got {shape}"
             )
         num_prompts, num_responses = P.shape[0], P.shape[1]
-        tol = tolerance(P.dtype)
+        tol = made_in_tolerance(P)
         if P.min() < -tol or P.max() > 1 + tol:
             raise InvalidInputError(
                 f"P: entries must lie in [0, 1] (found range [{P.min():.3g}, {P.max():.3g}])"
@@ -70,9 +102,11 @@ class PreferenceGame:
         if skew > tol:
             raise InvalidInputError(
                 f"P: must satisfy P + P^T = 1 (skew symmetry, diagonal 1/2); largest violation "
-                f"{skew:.3g} exceeds tolerance {tol:g}"
+                f"{skew:.3g} exceeds the tolerance {tol:g} of {_precision(tol)} data. If the "
+                "violation is rounding from a lower precision, project it first: "
+                "P = (P + 1 - P.swapaxes(-1, -2)) / 2; otherwise P is not a preference matrix"
             )
-        P = np.clip(0.5 * (P + 1.0 - np.swapaxes(P, -1, -2)), 0.0, 1.0).astype(P.dtype)
+        P = exact_skew(P)
 
         pi_ref = reference_policy(pi_ref, num_prompts, num_responses, P.dtype)
         prompt_weights = prompt_distribution(prompt_weights, num_prompts, P.dtype)
@@ -123,7 +157,7 @@ class PreferenceGame:
         # Already validated: cast without re-checking, then restore the exact constraints in
         # the new precision (a float32 distribution sums to 1 only within ~1e-7 in float64).
         P, pi_ref, weights = (np.array(v, dtype=dtype) for v in self.tree_flatten()[0])
-        P = 0.5 * (P + 1.0 - np.swapaxes(P, -1, -2))
+        P = exact_skew(P)
         pi_ref /= pi_ref.sum(-1, keepdims=True)
         weights /= weights.sum()
         for value in (P, pi_ref, weights):

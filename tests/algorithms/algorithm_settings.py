@@ -14,7 +14,7 @@ HYPERPARAMETERS = {
     "sail_dp": {"learning_rate": 1.0},
     "sail": {"learning_rate": 1.0, "r": 0.2, "rho": 0.2, "p": 0.2, "pi": 0.2, "g": 0.2,
              "gamma": 0.3},
-    "optimistic_nlhf": {"batch_size": 50},
+    "optimistic_nlhf": {"comparisons_per_round": 50},
     "nash_md": {},
     "nash_md_pg": {"learning_rate": 0.5},
     "online_ipo": {"learning_rate": 0.2},
@@ -23,7 +23,7 @@ HYPERPARAMETERS = {
     "inpo": {"learning_rate": 2.0},
     "egpo": {"learning_rate": 0.2},
     "mpo": {"learning_rate": 0.4, "period": 20},
-    "comal": {"learning_rate": 2.0, "inner_steps": 20},
+    "comal": {"learning_rate": 2.0, "period": 20},
     "xpo": {"learning_rate": 1.0, "alpha": 0.01},
     "dno": {"learning_rate": 1.0},
 }

@@ -61,10 +61,12 @@ def test_negative_learning_rate_rejected(name, small_game):
 
 @pytest.mark.parametrize("name", ["online_ipo", "egpo", "nash_md_pg", "xpo", "sail", "nash_md",
                                   "inpo", "optimistic_nlhf"])
-def test_zero_batch_size_rejected(name, small_game):
-    with pytest.raises(nt.InvalidInputError, match="batch_size"):
+def test_zero_sample_count_rejected(name, small_game):
+    count = {"optimistic_nlhf": "comparisons_per_round", "nash_md": "comparisons_per_response",
+             "inpo": "comparisons_per_response"}.get(name, "pairs_per_prompt")
+    with pytest.raises(nt.InvalidInputError, match=count):
         run(name, small_game, beta=BETA, steps=1, mode="sampled",
-            **dict(HYPERPARAMETERS[name], batch_size=0))
+            **dict(HYPERPARAMETERS[name], **{count: 0}))
 
 
 @pytest.mark.parametrize("params, match", [

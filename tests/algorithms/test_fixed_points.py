@@ -120,7 +120,7 @@ def test_online_dpo_misses_the_regularized_equilibrium_on_a_cyclic_game():
 
 @pytest.mark.parametrize("name, hyper", [
     ("mpo", {"learning_rate": 0.4, "period": 50}),
-    ("comal", {"learning_rate": 2.0, "inner_steps": 100}),
+    ("comal", {"learning_rate": 2.0, "period": 100}),
 ])
 def test_magnet_methods_approach_the_unregularized_equilibrium(name, hyper):
     game = nt.make_game("comal_cyclic")

@@ -55,7 +55,7 @@ def test_linear_features_beat_the_tabular_model_on_a_linear_game():
 def test_optimistic_with_features_runs_and_learns():
     game = nt.LinearPreferenceModel(PSI, THETA).game
     frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=10, mode="sampled", seeds=4,
-                   batch_size=100, features=PSI)
+                   comparisons_per_round=100, features=PSI)
     final = frame[frame.step == 10].suboptimality.mean()
     assert final < frame[frame.step == 1].suboptimality.mean()
     assert final < 5e-3

@@ -362,10 +362,10 @@ def test_linear_design_uses_regularization_bound_and_batch_size():
 def test_optimistic_runs_with_both_enhancers(enhancer, mode):
     game = nt.make_game("random_skew", num_responses=4, num_prompts=2, seed=1)
     frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=3, mode=mode, seeds=2,
-                   batch_size=20, enhancer=enhancer)
+                   comparisons_per_round=20, enhancer=enhancer)
     assert np.all(np.isfinite(frame.suboptimality))
     F = np.random.default_rng(0).normal(size=(2, 4, 4, 2))
-    frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=2, mode=mode, batch_size=20,
+    frame = nt.run("optimistic_nlhf", game, beta=0.1, steps=2, mode=mode, comparisons_per_round=20,
                    enhancer=enhancer, features=F - np.swapaxes(F, 1, 2), link="identity")
     assert np.all(np.isfinite(frame.suboptimality))
 
@@ -377,7 +377,7 @@ def test_first_round_enhancer_in_the_algorithm_is_alg2s():
     # m d0 pi_ref(a) e_b(b), symmetrized: the diagonal is nonzero only at the enhancer's b.
     game = nt.make_game("random_skew", num_responses=5, num_prompts=2, seed=4, random_ref=True)
     algorithm = nt.algorithms.make_algorithm(nt.ALGORITHMS, "optimistic_nlhf", 0.1, "exact",
-                                             {"batch_size": 10, "regularization": 0.3})
+                                             {"comparisons_per_round": 10, "regularization": 0.3})
     with nt.algorithms.float64_mode():
         g = jax.tree_util.tree_map(jnp.asarray, game.astype(np.float64))
         state = jax.jit(algorithm.update)(algorithm.init(g, None), g, jax.random.key(0))
@@ -396,7 +396,7 @@ def test_enhancer_in_the_algorithm_maximizes_the_ratio_over_its_data(seed):
                         random_ref=True)
     lam, m = 1.0, 10
     algorithm = nt.algorithms.make_algorithm(nt.ALGORITHMS, "optimistic_nlhf", 0.1, "exact",
-                                             {"batch_size": m, "regularization": lam})
+                                             {"comparisons_per_round": m, "regularization": lam})
     with nt.algorithms.float64_mode():
         g = jax.tree_util.tree_map(jnp.asarray, game.astype(np.float64))
         first = jax.jit(algorithm.update)(algorithm.init(g, None), g, jax.random.key(0))
@@ -422,7 +422,7 @@ def test_linear_enhancer_in_the_algorithm_maximizes_the_ratio_over_its_data(link
     lam, m, bound = 0.5, 10, 2.0
     algorithm = nt.algorithms.make_algorithm(
         nt.ALGORITHMS, "optimistic_nlhf", 0.1, "exact",
-        {"batch_size": m, "regularization": lam, "parameter_bound": bound, "features": psi,
+        {"comparisons_per_round": m, "regularization": lam, "parameter_bound": bound, "features": psi,
          "link": link})
     with nt.algorithms.float64_mode():
         g = jax.tree_util.tree_map(jnp.asarray, game.astype(np.float64))

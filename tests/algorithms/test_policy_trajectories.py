@@ -13,7 +13,7 @@ RUN = {"seeds": 3, "seed": 5}
 
 
 def online_dpo(hp):
-    return nt.ALGORITHMS["online_dpo"](0.1, hp["learning_rate"], mode="sampled", batch_size=4)
+    return nt.ALGORITHMS["online_dpo"](0.1, hp["learning_rate"], mode="sampled", pairs_per_prompt=4)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def trajectories():
 
 def test_metrics_of_the_policies_equal_nt_run(trajectories):
     assert trajectories.shape == (2, 3, 7, 2, 4)
-    frame = nt.run("online_dpo", GAMES[1], beta=0.1, steps=6, mode="sampled", batch_size=4,
+    frame = nt.run("online_dpo", GAMES[1], beta=0.1, steps=6, mode="sampled", pairs_per_prompt=4,
                    learning_rate=RATES[1], **RUN)
     for s, pols in enumerate(trajectories[1]):
         rows = frame[frame.seed == s].sort_values("step")
@@ -60,7 +60,7 @@ def test_beta_may_be_a_zipped_hyperparameter():
     ({"games": [GAMES[0], "game"]}, "games"),
     ({"games": [GAMES[0], nt.make_game("comal_cyclic")]}, "games: need equal shapes"),
     ({"grid": {"learning_rate": [1.0, 2.0, 3.0]}}, "one value per game"),
-    ({"grid": {"learning_rate": [1.0], "batch_size": [1.0, 2.0]}}, "same number"),
+    ({"grid": {"learning_rate": [1.0], "pairs_per_prompt": [1.0, 2.0]}}, "same number"),
     ({"grid": {"learning_rate": ["fast"]}}, "real numbers"),
     ({"grid": {"learning_rate": []}}, "at least one value"),
     ({"grid": [1.0, 2.0]}, "grid: expected a dict"),

@@ -206,7 +206,7 @@ def test_argmax_labels_equal_bernoulli_labels_on_a_deterministic_game():
     P = np.array([[[0.5, 0.0, 1.0], [1.0, 0.5, 0.0], [0.0, 1.0, 0.5]]])
     game = nt.PreferenceGame(P, np.array([[0.6, 0.3, 0.1]]))
     common = {"beta": BETA, "steps": 20, "learning_rate": 0.5, "mode": "sampled",
-              "batch_size": 8, "num_pairs": 16, "seeds": 2}
+              "pairs_per_prompt": 8, "num_pairs": 16, "seeds": 2}
     a = run("sail_pr", game, **common)
     b = run("sail_pr", game, **common, labels="argmax")
     np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=0, atol=1e-12)

@@ -112,13 +112,13 @@ def sampled_baselines(experiment, games):
     dpo = run.trajectories(run.baseline_maker("dpo", cell, mode="sampled", num_pairs=32), {},
                            games[:1], **options)[0, 0]
     online = run.trajectories(run.baseline_maker("online_dpo", cell, mode="sampled",
-                                                 batch_size=4), {}, games[:1], **options)[0, 0]
+                                                 pairs_per_prompt=4), {}, games[:1], **options)[0, 0]
     return dpo, online
 
 
 def test_trajectories_use_the_keys_of_nt_run(experiment, games, sampled_baselines):
     frame = nt.run("online_dpo", games[0], beta=0.1, steps=200, mode="sampled", seeds=4, seed=3,
-                   learning_rate=30.0, batch_size=4)
+                   learning_rate=30.0, pairs_per_prompt=4)
     for seed, pols in enumerate(sampled_baselines[1]):
         expected = frame[frame.seed == seed].set_index("step").win_rate_ref.loc[[0, 1, 100, 200]]
         measured = experiment.run.policy_metrics(games[0], pols)["win_rate_ref"]
