@@ -16,7 +16,7 @@ import numpy as np
 
 from nlhf_theory._validation import InvalidInputError, check_beta
 from nlhf_theory.algorithms import ALGORITHMS, run
-from nlhf_theory.equilibria import solve_nash, solve_regularized_nash
+from nlhf_theory.equilibria import SolverError, solve_nash, solve_regularized_nash
 from nlhf_theory.games import list_games, make_game
 from nlhf_theory.metrics import exploitability, kl_to_ref
 
@@ -45,8 +45,21 @@ def _parse_setting(text: str):
     return key.strip(), value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``nlhf: error: ...``, exit status 2), subcommands too."""
+
+    def error(self, message):
+        self.exit(2, f"nlhf: error: {message} (see: {self.prog} --help)\n")
+
+
+def _fail(message: str, status: int) -> int:
+    """Print ``message`` as one line on stderr and return ``status``."""
+    print(" ".join(str(message).split()), file=sys.stderr)
+    return status
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nlhf",
         description="nlhf_theory: certified equilibria of KL-regularized preference games.",
         epilog=_EPILOG,
@@ -232,9 +245,19 @@ def main(argv=None) -> int:
                 print(json.dumps(out))
             else:
                 _print_solution(out)
-    except InvalidInputError as exc:
-        print(f"nlhf: error: {exc}", file=sys.stderr)
-        return 2
+    except InvalidInputError as exc:  # bad input: the message names the argument
+        return _fail(f"nlhf: error: {exc}", 2)
+    except SolverError as exc:  # a solver missed its certificate: no uncertified output
+        return _fail(f"nlhf: solver error: {exc}", 3)
+    except OSError as exc:  # e.g. an output path that cannot be written
+        return _fail(f"nlhf: error: {exc.strerror or exc}: {exc.filename or ''}", 2)
+    except KeyboardInterrupt:
+        return _fail("nlhf: interrupted", 130)
+    except Exception as exc:  # a bug, not a user mistake: say so in one line
+        if os.environ.get("NLHF_DEBUG"):
+            raise
+        return _fail(f"nlhf: internal error ({type(exc).__name__}: {exc}); please report it "
+                     "with the command line (NLHF_DEBUG=1 shows the traceback)", 1)
     return 0
 
 
