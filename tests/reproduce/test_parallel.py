@@ -40,11 +40,19 @@ def cells(settings):
 
 
 def run_cell(cell):
-    if os.environ.get("TOY_PIDS"):  # which process computed the cell (not an output)
-        open(os.path.join(os.environ["TOY_PIDS"], f"{os.getpid()}-{cell['n']}"), "w").close()
+    folder = os.environ.get("TOY_PIDS")
+    if folder:  # which process computed the cell (not an output)
+        open(os.path.join(folder, f"{os.getpid()}-{cell['n']}"), "w").close()
+        deadline = time.monotonic() + 60
+        while len(os.listdir(folder)) < int(os.environ.get("TOY_RENDEZVOUS", "0")):
+            if time.monotonic() > deadline:  # cells are not computed concurrently
+                raise TimeoutError("no other cell started within 60 s")
+            time.sleep(0.01)
     if os.environ.get("TOY_CRASH_AT") == str(cell["n"]):
         raise KeyboardInterrupt("killed")
     time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+    if os.environ.get("TOY_BLOCK_AT") == str(cell["n"]):
+        time.sleep(120)  # still running when the test kills the run
     x = np.random.default_rng(cell["n"]).standard_normal((cell["seeds"], cell["n"]))
     mean = np.asarray(jnp.mean(jnp.asarray(x) / 3.0, axis=1), dtype=np.float64)  # f32 unless x64
     return pd.DataFrame({"seed": np.arange(cell["seeds"]), "mean": mean,
@@ -153,7 +161,7 @@ def test_jobs_computes_cells_in_worker_processes_byte_identically(experiments, s
     pids = tmp_path / "pids"
     pids.mkdir()
     monkeypatch.setenv("TOY_PIDS", str(pids))
-    monkeypatch.setenv("TOY_SLEEP", "0.3")      # long enough for both workers to take cells
+    monkeypatch.setenv("TOY_RENDEZVOUS", "2")   # a cell waits until two cells have started
     out = tmp_path / "out"
     assert main(["reproduce", "--jobs", "2", "--experiments", str(experiments),
                  "--out", str(out)]) == 0
@@ -170,6 +178,7 @@ def test_dask_local_cluster_of_two_workers_is_byte_identical(experiments, serial
     pids = tmp_path / "pids"
     pids.mkdir()
     monkeypatch.setenv("TOY_PIDS", str(pids))   # set before the workers start
+    monkeypatch.setenv("TOY_RENDEZVOUS", "2")
     out = tmp_path / "out"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
@@ -178,7 +187,8 @@ def test_dask_local_cluster_of_two_workers_is_byte_identical(experiments, serial
                                  executor=client.get_executor())
     assert [(o.computed, o.reused) for o in outcomes] == [(4, 0), (4, 0)]
     _assert_same(serial, out)
-    assert str(os.getpid()) not in _workers(pids)
+    workers = _workers(pids)
+    assert str(os.getpid()) not in workers and len(workers) == 2
 
 
 def test_submitit_executor_is_byte_identical(experiments, serial, tmp_path):
@@ -196,7 +206,7 @@ def test_submitit_executor_is_byte_identical(experiments, serial, tmp_path):
 def test_killed_parallel_run_resumes_like_a_serial_one(experiments, serial, tmp_path,
                                                        monkeypatch):
     out = tmp_path / "out"
-    env = dict(os.environ, TOY_SLEEP="0.5")
+    env = dict(os.environ, TOY_SLEEP="0.3", TOY_BLOCK_AT="8")
     command = [sys.executable, "-m", "nlhf_theory.cli", "reproduce", "--jobs", "2",
                "--experiments", str(experiments), "--out", str(out)]
     process = subprocess.Popen(command, env=env, start_new_session=True,
@@ -210,7 +220,7 @@ def test_killed_parallel_run_resumes_like_a_serial_one(experiments, serial, tmp_
     process.wait()
     kept = _files(out)
     finished = [k for k in kept if k.startswith(".cells/")]
-    assert 2 <= len(finished) < 8                # killed mid-way
+    assert 2 <= len(finished) < 8                # killed mid-way (cell n = 8 never finished)
     reference = _files(serial)
     assert all(kept[k] == reference[k] for k in finished)  # no partial or foreign cell
     pids = tmp_path / "pids"
