@@ -35,6 +35,15 @@ def step_metrics(game, policy, beta, nash_policy):
     }
 
 
+#: Hyper-parameters renamed so that each name means one count (docs/algorithms.md).
+RENAMED = {
+    "batch_size": "pairs_per_prompt (sampled losses), comparisons_per_response (sampled win "
+                  "rates), comparisons_per_round (optimistic_nlhf)",
+    "inner_steps": "loss_steps (loss forms), period (COMAL's INPO steps per anchor)",
+    "inner_learning_rate": "loss_learning_rate",
+}
+
+
 def make_algorithm(registry, name, beta, mode, hyperparameters):
     """Build ``registry[name]`` with ``beta`` and ``mode`` where its factory takes them."""
     if name not in registry:
@@ -45,8 +54,10 @@ def make_algorithm(registry, name, beta, mode, hyperparameters):
     kwargs = dict(hyperparameters)
     unknown = [k for k in kwargs if k not in params]
     if unknown:
+        hint = RENAMED.get(unknown[0], "")
         raise InvalidInputError(
-            f"{unknown[0]}: not a hyper-parameter of {name!r} (it takes: {', '.join(params)})")
+            f"{unknown[0]}: not a hyper-parameter of {name!r} (it takes: {', '.join(params)})"
+            + (f"; renamed: {hint}" if hint else ""))
     if "beta" in params:
         kwargs["beta"] = beta
     if "mode" in params:
