@@ -13,6 +13,14 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         "nlhf_theory.llm needs torch, transformers and accelerate: "
         'pip install "nlhf_theory[llm]"') from error
 
+from nlhf_theory.llm._bridge import (
+    ARCHITECTURES,
+    PREFERENCES,
+    Bridge,
+    make_bridge,
+    make_tokenizer,
+    token_mixture,
+)
 from nlhf_theory.llm._data import (
     Completions,
     PreferenceCollator,
@@ -20,6 +28,17 @@ from nlhf_theory.llm._data import (
     generate_completions,
     preference_rows,
     tokenize_preference_dataset,
+)
+from nlhf_theory.llm._exact import (
+    ExactState,
+    Tables,
+    exact_loss,
+    exact_step,
+    exact_update,
+    game_tables,
+    geometric_mixture,
+    get_recipe,
+    sampled_loss,
 )
 from nlhf_theory.llm._logprobs import build_inputs, sequence_logprobs, token_logprobs
 from nlhf_theory.llm._oracles import (
@@ -29,8 +48,37 @@ from nlhf_theory.llm._oracles import (
     RewardModelOracle,
     TableOracle,
 )
+from nlhf_theory.llm._recipes import (
+    ANCHORS,
+    LABEL_KINDS,
+    PAIR_SOURCES,
+    RECIPES,
+    PairLogps,
+    Recipe,
+)
 
 __all__ = [
+    "ANCHORS",
+    "ARCHITECTURES",
+    "Bridge",
+    "ExactState",
+    "LABEL_KINDS",
+    "PAIR_SOURCES",
+    "PREFERENCES",
+    "PairLogps",
+    "RECIPES",
+    "Recipe",
+    "Tables",
+    "exact_loss",
+    "exact_step",
+    "exact_update",
+    "game_tables",
+    "geometric_mixture",
+    "get_recipe",
+    "make_bridge",
+    "make_tokenizer",
+    "sampled_loss",
+    "token_mixture",
     "CallableOracle",
     "Completions",
     "PairwiseOracle",

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny models: threads only contend on a busy 2-core machine
 transformers = pytest.importorskip("transformers")
 
 from nlhf_theory import InvalidInputError  # noqa: E402
