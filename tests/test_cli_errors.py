@@ -99,3 +99,19 @@ def test_issue_reproduction_runs_with_defaults():
 def test_python_api_errors_name_the_argument(hyper, fragment):
     with pytest.raises(nt.InvalidInputError, match=fragment):
         nt.run("inpo", nt.make_game("comal_cyclic"), beta=0.1, steps=2, **hyper)
+
+
+def test_run_refuses_an_uncertified_equilibrium(monkeypatch):
+    # issue 9 item 3: `run` never reports metrics against an uncertified pi*_beta
+    from nlhf_theory.algorithms import _run
+
+    def starved(game, beta, **kwargs):  # a solver that stops after one Newton iteration
+        return nt.solve_regularized_nash(game, beta, max_iter=1, tol=1e-16)
+
+    monkeypatch.setattr(_run, "solve_regularized_nash", starved)
+    game = nt.make_game("random_skew", num_responses=30, seed=0)
+    with pytest.raises(nt.SolverError, match="no certified equilibrium"):
+        nt.run("inpo", game, beta=0.01, steps=2)
+    status, out, err = invoke(["run", "inpo", "--game", "random_skew", "--set",
+                               "num_responses=30", "--beta", "0.01", "--steps", "2"])
+    assert status == 3 and "solver error" in err and "duality_gap" not in out
