@@ -1,5 +1,6 @@
 """Certified equilibria: regularized (KL) Nash equilibria and maximal lotteries."""
 
+from nlhf_theory.equilibria._certificate import SolverError
 from nlhf_theory.equilibria._maximal_lottery import (
     NashResult,
     dense_ipm,
@@ -17,6 +18,7 @@ __all__ = [
     "KLGameResult",
     "NashResult",
     "RegularizedNashResult",
+    "SolverError",
     "dense_ipm",
     "lp_maximal_lottery",
     "solve_kl_game",

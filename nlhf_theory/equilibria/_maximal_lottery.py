@@ -9,13 +9,24 @@ import numpy as np
 import scipy.linalg
 from scipy.optimize import linprog
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory._validation import InvalidInputError, checked_real
+from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
 from nlhf_theory.games import PreferenceGame
 
 _METHODS = ("auto", "highs", "highs-ipm", "highs-ds")
 
 
-class NashResult(NamedTuple):
+class _NashFields(NamedTuple):
+    policy: np.ndarray
+    exploitability: float
+    per_prompt_exploitability: np.ndarray
+    method: tuple
+    seconds: float
+    converged: bool = True
+    tol: float = 1e-12
+
+
+class NashResult(CertifiedResult, _NashFields):
     """Output of :func:`solve_nash`.
 
     Attributes:
@@ -24,13 +35,20 @@ class NashResult(NamedTuple):
       per_prompt_exploitability: (X,) values.
       method: the method that produced each prompt's solution, one string per prompt.
       seconds: wall-clock time.
+      converged: True when every prompt's exploitability is at most ``tol``. A result with
+        ``converged=False`` is only returned under ``on_failure="return"``; its ``repr`` starts
+        with ``UNCERTIFIED`` and :meth:`raise_if_uncertified` raises :class:`SolverError`.
+      tol: the per-prompt exploitability tolerance that was requested.
     """
 
-    policy: np.ndarray
-    exploitability: float
-    per_prompt_exploitability: np.ndarray
-    method: tuple
-    seconds: float
+    __slots__ = ()
+
+    def _shortfall(self) -> str:
+        values = self.per_prompt_exploitability
+        worst = int(np.argmax(values))
+        return (f"exploitability {float(values[worst]):.3g} at prompt {worst} is above "
+                f"tol={self.tol:g} ({int(np.sum(values > self.tol))} of {values.size} prompts "
+                f"miss it)")
 
 
 def lp_maximal_lottery(P: np.ndarray, method: str = "highs-ipm") -> np.ndarray:
@@ -209,7 +227,8 @@ def _polished_lp(P, A, method="highs-ipm"):
     return p
 
 
-def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12) -> NashResult:
+def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12,
+               on_failure: str = "raise") -> NashResult:
     """The unregularized Nash equilibrium (maximal lottery) of each prompt, certified.
 
     A maximal lottery ``pi`` satisfies ``(P pi)(y) <= 1/2`` for every response ``y``: no
@@ -229,10 +248,18 @@ def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12
     Args:
       game: a :class:`~nlhf_theory.PreferenceGame`.
       method: one of ``"auto"``, ``"highs"``, ``"highs-ipm"``, ``"highs-ds"``.
-      tol: exploitability the fast path must certify before its answer is accepted.
+      tol: exploitability every prompt's answer must certify (the fast path's acceptance
+        threshold, and the threshold of ``converged``).
+      on_failure: ``"raise"`` (default) raises :class:`SolverError` when a prompt's
+        exploitability is above ``tol``; ``"return"`` returns the result with
+        ``converged=False`` instead.
 
     Returns:
       A :class:`NashResult` with ``.policy`` (X, Y) and ``.exploitability``.
+
+    Raises:
+      SolverError: under ``on_failure="raise"``, when some prompt's exploitability is above
+        ``tol`` (the uncertified result is attached as ``.result``).
 
     Example:
       >>> import nlhf_theory as nt
@@ -249,6 +276,8 @@ def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12
         raise InvalidInputError(f"game: expected a PreferenceGame, got {type(game).__name__}")
     if method not in _METHODS:
         raise InvalidInputError(f"method: must be one of {_METHODS}, got {method!r}")
+    on_failure = check_on_failure(on_failure)
+    tol = checked_real(tol, "tol", lambda v: np.isfinite(v) and v > 0, "be finite and > 0")
     P = game.P.astype(np.float64)
     A = P - 0.5
     X, Y = game.num_prompts, game.num_responses
@@ -263,8 +292,13 @@ def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12
         used.append(name)
     per_prompt = np.einsum("xij,xj->xi", P, policy).max(-1) - 0.5
     weights = game.prompt_weights.astype(np.float64)
-    return NashResult(
+    result = NashResult(
         policy=policy, exploitability=float(weights @ per_prompt),
         per_prompt_exploitability=per_prompt, method=tuple(used),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, converged=bool(np.all(per_prompt <= tol)), tol=tol,
     )
+    if result.converged or on_failure == "return":
+        return result
+    raise SolverError(f"solve_nash: no certified maximal lottery: {result._shortfall()}; "
+                      f"pass on_failure='return' to get the uncertified result "
+                      f"(converged=False)", result)

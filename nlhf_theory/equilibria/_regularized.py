@@ -3,6 +3,7 @@ payoffs ``Q``), by a mirror-Newton method with conjugate gradients, batched over
 
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple
 
@@ -11,10 +12,12 @@ import numpy as np
 from nlhf_theory._validation import (
     InvalidInputError,
     check_beta,
+    checked_real,
     float_array,
     prompt_distribution,
     reference_policy,
 )
+from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
 from nlhf_theory.games import PreferenceGame
 from nlhf_theory.metrics import duality_gap
 from nlhf_theory.metrics._metrics import logsumexp, matvec
@@ -23,19 +26,7 @@ _MAX_LOG_STEP = 20.0  # trust region of a mirror step: |log q_new - log q| <= 20
 _PATH_START = 0.05  # smaller beta are reached by path following from this one
 
 
-class RegularizedNashResult(NamedTuple):
-    """Output of :func:`solve_regularized_nash`.
-
-    Attributes:
-      policy: (X, Y) float64 regularized Nash equilibrium ``pi*_beta``.
-      duality_gap: d0-averaged duality gap of ``policy`` (the certificate), float.
-      per_prompt_gap: (X,) per-prompt duality gaps.
-      converged: True when every prompt reached ``tol``.
-      iterations: Newton iterations taken (the maximum over prompts).
-      matvecs: products of a (Y, Y) payoff with a vector, summed over prompts.
-      seconds: wall-clock time.
-    """
-
+class _RegularizedNashFields(NamedTuple):
     policy: np.ndarray
     duality_gap: float
     per_prompt_gap: np.ndarray
@@ -43,20 +34,37 @@ class RegularizedNashResult(NamedTuple):
     iterations: int
     matvecs: int
     seconds: float
+    tol: float = 1e-12
 
 
-class KLGameResult(NamedTuple):
-    """Output of :func:`solve_kl_game` (a general, non-symmetric payoff ``Q``).
+class RegularizedNashResult(CertifiedResult, _RegularizedNashFields):
+    """Output of :func:`solve_regularized_nash`.
 
     Attributes:
-      max_policy: (X, Y) equilibrium policy of the max player.
-      min_policy: (X, Y) equilibrium policy of the min player.
-      value: d0-averaged equilibrium value ``F(max_policy, min_policy)``.
-      duality_gap: d0-averaged gap ``max_p F(p, min_policy) - min_q F(max_policy, q)``.
-      per_prompt_gap: (X,) per-prompt gaps.
-      converged, iterations, matvecs, seconds: as in :class:`RegularizedNashResult`.
+      policy: (X, Y) float64 regularized Nash equilibrium ``pi*_beta``.
+      duality_gap: d0-averaged duality gap of ``policy`` (the certificate), float.
+      per_prompt_gap: (X,) per-prompt duality gaps.
+      converged: True when every prompt's gap is at most ``tol``, or at most float64's
+        rounding level of the gap, ``8 eps (beta (1 + max|log pi_ref|) + 1)`` (above the
+        default ``tol`` only for ``beta`` above ~200). A result with ``converged=False`` is
+        only returned under ``on_failure="return"``; its ``repr`` starts with ``UNCERTIFIED``
+        and :meth:`raise_if_uncertified` raises :class:`SolverError` for it.
+      iterations: Newton iterations taken (the maximum over prompts).
+      matvecs: products of a (Y, Y) payoff with a vector, summed over prompts.
+      seconds: wall-clock time.
+      tol: the per-prompt duality-gap tolerance that was requested.
     """
 
+    __slots__ = ()
+
+    def _shortfall(self) -> str:
+        worst = int(np.argmax(self.per_prompt_gap))
+        return (f"duality gap {float(self.per_prompt_gap[worst]):.3g} at prompt {worst} is above "
+                f"tol={self.tol:g} ({int(np.sum(self.per_prompt_gap > self.tol))} of "
+                f"{self.per_prompt_gap.size} prompts miss it)")
+
+
+class _KLGameFields(NamedTuple):
     max_policy: np.ndarray
     min_policy: np.ndarray
     value: float
@@ -66,6 +74,24 @@ class KLGameResult(NamedTuple):
     iterations: int
     matvecs: int
     seconds: float
+    tol: float = 1e-12
+
+
+class KLGameResult(CertifiedResult, _KLGameFields):
+    """Output of :func:`solve_kl_game` (a general, non-symmetric payoff ``Q``).
+
+    Attributes:
+      max_policy: (X, Y) equilibrium policy of the max player.
+      min_policy: (X, Y) equilibrium policy of the min player.
+      value: d0-averaged equilibrium value ``F(max_policy, min_policy)``.
+      duality_gap: d0-averaged gap ``max_p F(p, min_policy) - min_q F(max_policy, q)``.
+      per_prompt_gap: (X,) per-prompt gaps.
+      converged, iterations, matvecs, seconds, tol: as in :class:`RegularizedNashResult`.
+    """
+
+    __slots__ = ()
+
+    _shortfall = RegularizedNashResult._shortfall
 
 
 # The convex problem ------------------------------------------------------------------------
@@ -150,7 +176,8 @@ def _minimize_h(Q, log_ref, beta, tol_h, max_iter, max_cg):
     support to ~1e-300, from which multiplicative steps recover only slowly. So the problem is
     solved for ``beta_k = max(beta, 0.05 * 0.2^k)``, each stage to a loose tolerance and
     started from the previous solution (path following, as in interior-point methods), and
-    the last stage to ``tol_h``. Returns ``(q, r, h, iterations, matvecs)`` summed over stages.
+    the last stage to ``tol_h`` (prompts that still miss it are for :func:`_rescue`).
+    Returns ``(q, r, h, iterations, matvecs)``, iterations summed over stages.
     """
     stages = [beta]
     while stages[-1] < _PATH_START:
@@ -162,23 +189,6 @@ def _minimize_h(Q, log_ref, beta, tol_h, max_iter, max_cg):
         q, r, h, it, mv = _newton(Q, log_ref, stage_beta, q, tol_h if last else 1e-6 * stage_beta,
                                   max_iter, max_cg)
         iterations, matvecs = iterations + it, matvecs + mv
-    # A path started at pi_ref can leave an entry of the true support at ~1e-300 when pi_ref
-    # itself is that small there (e.g. pi_ref = (1e-300, 1/2, 1/2) at beta = 1e-4), from which
-    # the trust-region mirror steps cannot climb back. Prompts whose certificate misses
-    # tol_h are solved again by Newton at the target beta from the uniform policy, and the
-    # better-certified solution of the two is kept.
-    lower, _ = _dual_lower_bound(Q, log_ref, r, beta)
-    matvecs += log_ref.shape[0]
-    failed = np.flatnonzero(h - lower > tol_h)
-    if failed.size:
-        Qf, lf = Q[failed], log_ref[failed]
-        uniform = np.full_like(q[failed], 1.0 / q.shape[-1])
-        q2, r2, h2, it, mv = _newton(Qf, lf, beta, uniform, tol_h, max_iter, max_cg)
-        lower2, _ = _dual_lower_bound(Qf, lf, r2, beta)
-        iterations, matvecs = iterations + it, matvecs + mv + failed.size
-        better = (h2 - lower2) < (h - lower)[failed]
-        keep = failed[better]
-        q[keep], r[keep], h[keep] = q2[better], r2[better], h2[better]
     return q, r, h, iterations, matvecs
 
 
@@ -249,6 +259,131 @@ def _newton(Q, log_ref, beta, q, tol_h, max_iter, max_cg):
     return q, r, h, iterations, matvecs
 
 
+def rounding_floor(Q, log_ref, beta):
+    """Per prompt, the float64 rounding level ``8 eps (beta (1 + max|log pi_ref|) + max|Q|)``
+    of the duality gap ``2 beta KL(q || BR(q))``: its logits ``log pi_ref + Q q / beta`` carry
+    a relative rounding error ``eps``, multiplied by ``2 beta`` in the gap. A gap at this level
+    is as certified as float64 allows (it matters for ``beta`` above ~100 or tiny ``pi_ref``).
+    """
+    eps = np.finfo(np.float64).eps
+    scale = np.max(np.abs(Q), axis=(-2, -1))
+    return 8 * eps * (beta * (1 + np.max(np.abs(log_ref), -1)) + np.maximum(scale, 1.0))
+
+
+def _rescue(Q, log_ref, beta, q, r, h, prompts, max_iter, symmetric):
+    """Solve ``prompts`` again, one at a time, where the mirror-Newton path missed ``tol``.
+
+    At small ``beta`` the path can drive an entry of the true support to ~1e-300 (always so
+    when ``pi_ref`` itself is that small there, e.g. ``pi_ref = (1e-300, 1/2, 1/2)`` at
+    ``beta = 1e-4``), from which its trust-region multiplicative steps climb back only e^20 at
+    a time, and damped Newton on the nearly piecewise-linear ``h`` then needs thousands of
+    steps. Each such prompt is first polished by :func:`_log_newton` from where the path
+    stopped, and if that does not lower its gap below ``h``'s, solved from scratch by
+    Clarabel's interior point (Goulart & Chen 2024, arXiv:2405.12762) on the exponential-cone
+    program ``min_q LSE(log pi_ref + Q q / beta) - H(q) - q . log pi_ref`` (``h / beta`` up to
+    a constant), whose iterates stay interior so that no entry is lost, and polished by
+    :func:`_log_newton`. The better-certified of the candidates is kept (``q, r, h`` are
+    updated in place). The max player's policy starts at ``q`` when ``symmetric`` (a skew
+    payoff, whose equilibrium is symmetric), else at its own program's solution (not at
+    ``BR(q)``, which amplifies the error of ``q`` by ``1 / beta``). Returns
+    ``(iterations, matvecs)``: the most any prompt took, and the sum.
+    """
+    most = matvecs = 0
+    for x in prompts:
+        Qx, lx = Q[x:x + 1], log_ref[x:x + 1]
+        lower, _ = _dual_lower_bound(Qx, lx, r[x:x + 1], beta)
+        best_gap, used = (h[x] - lower)[0], 0
+        for start in ("current", "clarabel"):
+            if start == "current":
+                q0, p0 = q[x], (q[x] if symmetric else r[x])
+            else:
+                q0 = _clarabel(Q[x], log_ref[x], beta, max_iter)
+                p0 = q0 if symmetric else _clarabel(-Q[x].T, log_ref[x], beta, max_iter)
+            if q0 is None or p0 is None:
+                continue
+            # a local method: from where the path stopped it gets a short budget
+            budget = min(max_iter, 20 if start == "current" else 100)
+            q2, it, mv = _log_newton(Q[x], log_ref[x], beta, q0, p0, budget)
+            h2, r2 = _primal(Qx, lx, q2[None], beta)
+            lower2, _ = _dual_lower_bound(Qx, lx, r2, beta)
+            used, matvecs = used + it, matvecs + mv + 2
+            if (h2 - lower2)[0] < best_gap:
+                best_gap, q[x], r[x], h[x] = (h2 - lower2)[0], q2, r2[0], h2[0]
+            if best_gap <= 1e-15 * max(1.0, beta):
+                break
+        most = max(most, used)
+    return most, matvecs
+
+
+def _clarabel(Q, log_ref, beta, max_iter):
+    """``argmin_q h(q)`` for one prompt by cvxpy + Clarabel (None when Clarabel fails)."""
+    import warnings
+
+    import cvxpy as cp
+
+    var = cp.Variable(log_ref.size)
+    objective = cp.log_sum_exp(log_ref + Q @ var / beta) - cp.sum(cp.entr(var)) - log_ref @ var
+    problem = cp.Problem(cp.Minimize(objective), [cp.sum(var) == 1])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "solution may be inaccurate": polished after
+            problem.solve(solver=cp.CLARABEL, max_iter=max_iter)
+    except cp.error.SolverError:
+        return None
+    if var.value is None or not np.all(np.isfinite(var.value)):
+        return None
+    return np.maximum(np.asarray(var.value, dtype=np.float64), np.finfo(np.float64).tiny)
+
+
+def _log_newton(Q, log_ref, beta, q0, p0, max_iter):
+    """Newton's method on one prompt's equilibrium equations in log space, from ``(q0, p0)``.
+
+    Unknowns ``u = log p``, ``w = log q`` (entries of 1e-300 and below are represented
+    exactly); equations ``u = log softmax(log pi_ref + Q e^w / beta)`` and
+    ``w = log softmax(log pi_ref - Q^T e^u / beta)``, whose Jacobian is
+    ``[[I, -(I - 1 BR_p^T) Q diag(q) / beta], [(I - 1 BR_q^T) Q^T diag(p) / beta, I]]``;
+    steps are halved until the largest residual decreases (at most 12 times). Converges
+    quadratically near the solution; the iterate with the smallest residual is returned.
+    Returns ``(q, iterations, matvecs)``.
+    """
+    Y = log_ref.size
+
+    def residual(x):
+        with np.errstate(over="ignore", invalid="ignore"):  # diverging trial steps: err = nan
+            p, q = np.exp(x[:Y]), np.exp(x[Y:])
+            zp, zq = log_ref + Q @ q / beta, log_ref - Q.T @ p / beta
+            lp, lq = zp - logsumexp(np, zp), zq - logsumexp(np, zq)
+            res = np.concatenate([x[:Y] - lp, x[Y:] - lq])
+            err = float(np.abs(res).max())
+        return res, (err if np.isfinite(err) else np.inf), p, q, np.exp(lp), np.exp(lq)
+
+    x = np.log(np.concatenate([p0 / p0.sum(), q0 / q0.sum()]))
+    res, err, p, q, bp, bq = residual(x)
+    matvecs, eye, iterations = 2, np.eye(Y), 0
+    for iterations in range(1, max_iter + 1):
+        if err <= 1e-14:
+            break
+        Mq, Mp = Q * (q / beta), Q.T * (p / beta)
+        jac = np.block([[eye, -(Mq - bp @ Mq)], [Mp - bq @ Mp, eye]])
+        try:
+            step = np.linalg.solve(jac, res)
+        except np.linalg.LinAlgError:
+            break
+        matvecs += 2 * Y
+        for _ in range(12):
+            trial = residual(x - step)
+            matvecs += 2
+            if trial[1] < err:
+                break
+            step = step / 2
+        else:
+            break  # no decrease: float64's floor
+        x = x - step
+        res, err, p, q, bp, bq = trial
+    q = np.maximum(np.exp(x[Y:]), np.finfo(np.float64).tiny)
+    return q / q.sum(), iterations, matvecs
+
+
 def _dual_lower_bound(Q, log_ref, r, beta):
     """``min_q F(r, q) <= min_q h(q)``: the max player's guaranteed value when playing ``r``,
     and the minimizing ``q`` (the min player's best response to ``r``)."""
@@ -260,7 +395,8 @@ def _dual_lower_bound(Q, log_ref, r, beta):
 
 # Public solvers ---------------------------------------------------------------------------
 def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
-                  max_iter: int = 200, max_cg: int = 400) -> KLGameResult:
+                  max_iter: int = 200, max_cg: int = 400,
+                  on_failure: str = "raise") -> KLGameResult:
     """Equilibrium of the two-player KL-regularized game with a general payoff ``Q``.
 
     Per prompt, ``max_p min_q F(p, q)`` with
@@ -280,9 +416,14 @@ def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
       tol: target duality gap per prompt.
       max_iter: maximum Newton iterations.
       max_cg: maximum conjugate-gradient iterations per Newton step.
+      on_failure: ``"raise"`` (default) raises :class:`SolverError` when a prompt's gap misses
+        ``tol``; ``"return"`` returns the result with ``converged=False`` instead.
 
     Returns:
       A :class:`KLGameResult`.
+
+    Raises:
+      SolverError: under ``on_failure="raise"``, when some prompt's gap is above ``tol``.
 
     Example:
       >>> import numpy as np, nlhf_theory as nt
@@ -292,6 +433,8 @@ def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
     """
     start = time.perf_counter()
     beta = check_beta(beta)
+    on_failure = check_on_failure(on_failure)
+    tol, max_iter, max_cg = _check_budget(tol, max_iter, max_cg)
     Q = float_array(Q, "Q").astype(np.float64)
     if Q.ndim == 2:
         Q = Q[None]
@@ -302,18 +445,27 @@ def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
     weights = prompt_distribution(prompt_weights, X, np.float64)
     q, p, h, iterations, matvecs = _minimize_h(Q, log_ref, beta, tol / 2, max_iter, max_cg)
     lower, _ = _dual_lower_bound(Q, log_ref, p, beta)
+    threshold = np.maximum(tol, rounding_floor(Q, log_ref, beta))
+    missed = np.flatnonzero(h - lower > threshold)
+    if missed.size:
+        it, mv = _rescue(Q, log_ref, beta, q, p, h, missed, max_iter, symmetric=False)
+        iterations, matvecs = iterations + it, matvecs + mv
+        lower, _ = _dual_lower_bound(Q, log_ref, p, beta)
     gaps = h - lower
     value = h  # h(q) = max_p F(p, q), attained at the best response p
-    return KLGameResult(
+    result = KLGameResult(
         max_policy=p, min_policy=q, value=float(weights @ value),
         duality_gap=float(weights @ gaps), per_prompt_gap=gaps,
-        converged=bool(np.all(gaps <= tol)), iterations=iterations, matvecs=matvecs,
-        seconds=time.perf_counter() - start,
+        converged=bool(np.all(gaps <= threshold)),
+        iterations=iterations, matvecs=matvecs,
+        seconds=time.perf_counter() - start, tol=tol,
     )
+    return _finish("solve_kl_game", result, on_failure, beta)
 
 
 def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
-                           max_iter: int = 200, max_cg: int = 400) -> RegularizedNashResult:
+                           max_iter: int = 200, max_cg: int = 400,
+                           on_failure: str = "raise") -> RegularizedNashResult:
     """The regularized Nash equilibrium ``pi*_beta`` of a preference game, with its certificate.
 
     ``pi*_beta`` is the unique (symmetric) solution of
@@ -334,11 +486,19 @@ def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
       game: a :class:`~nlhf_theory.PreferenceGame` (any dtype; solved in float64).
       beta: KL coefficient > 0.
       tol: target duality gap per prompt (default 1e-12).
-      max_iter: maximum Newton iterations.
+      max_iter: maximum Newton iterations per stage (and the iteration cap of the
+        interior-point rescue and of its log-space Newton polish).
       max_cg: maximum conjugate-gradient iterations per Newton step.
+      on_failure: ``"raise"`` (default) raises :class:`SolverError` when a prompt's duality gap
+        misses ``tol``; ``"return"`` returns the result with ``converged=False`` instead (its
+        ``repr`` says ``UNCERTIFIED``; ``result.raise_if_uncertified()`` raises later).
 
     Returns:
       A :class:`RegularizedNashResult` with ``.policy`` (X, Y) and ``.duality_gap``.
+
+    Raises:
+      SolverError: under ``on_failure="raise"``, when some prompt's gap is above ``tol``
+        (the uncertified result is attached as ``.result``).
 
     Example:
       >>> import nlhf_theory as nt
@@ -355,13 +515,44 @@ def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
     if not isinstance(game, PreferenceGame):
         raise InvalidInputError(f"game: expected a PreferenceGame, got {type(game).__name__}")
     beta = check_beta(beta)
+    on_failure = check_on_failure(on_failure)
+    tol, max_iter, max_cg = _check_budget(tol, max_iter, max_cg)
     game64 = game.astype(np.float64)  # solved and certified in float64
     A = game64.P - 0.5  # skew: same equilibrium, better-scaled numbers
     log_ref = np.log(game64.pi_ref)
-    q, _, _, iterations, matvecs = _minimize_h(A, log_ref, beta, tol / 2, max_iter, max_cg)
+    q, r, h, iterations, matvecs = _minimize_h(A, log_ref, beta, tol / 2, max_iter, max_cg)
     gaps = np.asarray(duality_gap(game64, q, beta, per_prompt=True))
-    return RegularizedNashResult(
+    threshold = np.maximum(tol, rounding_floor(A, log_ref, beta))
+    missed = np.flatnonzero(gaps > threshold)
+    if missed.size:
+        it, mv = _rescue(A, log_ref, beta, q, r, h, missed, max_iter, symmetric=True)
+        iterations, matvecs = iterations + it, matvecs + mv
+        gaps = np.asarray(duality_gap(game64, q, beta, per_prompt=True))
+    result = RegularizedNashResult(
         policy=q, duality_gap=float(game64.prompt_weights @ gaps), per_prompt_gap=gaps,
-        converged=bool(np.all(gaps <= tol)), iterations=iterations, matvecs=matvecs,
-        seconds=time.perf_counter() - start,
+        converged=bool(np.all(gaps <= threshold)),
+        iterations=iterations, matvecs=matvecs,
+        seconds=time.perf_counter() - start, tol=tol,
     )
+    return _finish("solve_regularized_nash", result, on_failure, beta)
+
+
+def _check_budget(tol, max_iter, max_cg):
+    """``tol`` > 0 finite, ``max_iter`` and ``max_cg`` integers >= 1."""
+    tol = checked_real(tol, "tol", lambda v: math.isfinite(v) and v > 0, "be finite and > 0")
+    counts = []
+    for name, value in (("max_iter", max_iter), ("max_cg", max_cg)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidInputError(f"{name}: must be an integer >= 1, got {value!r}")
+        counts.append(int(value))
+    return tol, counts[0], counts[1]
+
+
+def _finish(name, result, on_failure, beta):
+    """Raise :class:`SolverError` for an uncertified result unless the caller asked for it."""
+    if result.converged or on_failure == "return":
+        return result
+    raise SolverError(
+        f"{name}: no certified equilibrium at beta={beta:g}: {result._shortfall()} after "
+        f"{result.iterations} Newton iterations; raise max_iter, loosen tol, or pass "
+        f"on_failure='return' to get the uncertified result (converged=False)", result)
