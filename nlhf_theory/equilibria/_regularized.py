@@ -259,14 +259,14 @@ def _newton(Q, log_ref, beta, q, tol_h, max_iter, max_cg):
     return q, r, h, iterations, matvecs
 
 
-def rounding_floor(Q, log_ref, beta):
-    """Per prompt, the float64 rounding level ``8 eps (beta (1 + max|log pi_ref|) + max|Q|)``
-    of the duality gap ``2 beta KL(q || BR(q))``: its logits ``log pi_ref + Q q / beta`` carry
-    a relative rounding error ``eps``, multiplied by ``2 beta`` in the gap. A gap at this level
-    is as certified as float64 allows (it matters for ``beta`` above ~100 or tiny ``pi_ref``).
+def rounding_floor(scale, log_ref, beta):
+    """Per prompt, the float64 rounding level ``8 eps (beta (1 + max|log pi_ref|) + scale)``
+    of the duality gap ``2 beta KL(q || BR(q))``, ``scale >= max|Q|``: its logits
+    ``log pi_ref + Q q / beta`` carry a relative rounding error ``eps``, multiplied by
+    ``2 beta`` in the gap. A gap at this level is as certified as float64 allows (it matters
+    for ``beta`` above ~100).
     """
     eps = np.finfo(np.float64).eps
-    scale = np.max(np.abs(Q), axis=(-2, -1))
     return 8 * eps * (beta * (1 + np.max(np.abs(log_ref), -1)) + np.maximum(scale, 1.0))
 
 
@@ -445,7 +445,8 @@ def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
     weights = prompt_distribution(prompt_weights, X, np.float64)
     q, p, h, iterations, matvecs = _minimize_h(Q, log_ref, beta, tol / 2, max_iter, max_cg)
     lower, _ = _dual_lower_bound(Q, log_ref, p, beta)
-    threshold = np.maximum(tol, rounding_floor(Q, log_ref, beta))
+    scale = np.max(np.abs(Q), axis=(-2, -1))
+    threshold = np.maximum(tol, rounding_floor(scale, log_ref, beta))
     missed = np.flatnonzero(h - lower > threshold)
     if missed.size:
         it, mv = _rescue(Q, log_ref, beta, q, p, h, missed, max_iter, symmetric=False)
@@ -522,7 +523,7 @@ def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
     log_ref = np.log(game64.pi_ref)
     q, r, h, iterations, matvecs = _minimize_h(A, log_ref, beta, tol / 2, max_iter, max_cg)
     gaps = np.asarray(duality_gap(game64, q, beta, per_prompt=True))
-    threshold = np.maximum(tol, rounding_floor(A, log_ref, beta))
+    threshold = np.maximum(tol, rounding_floor(1.0, log_ref, beta))  # |A| <= 1/2
     missed = np.flatnonzero(gaps > threshold)
     if missed.size:
         it, mv = _rescue(A, log_ref, beta, q, r, h, missed, max_iter, symmetric=True)
