@@ -21,6 +21,7 @@ from nlhf_theory.llm._bridge import (
     make_tokenizer,
     token_mixture,
 )
+from nlhf_theory.llm._callbacks import BridgeMetricsCallback, bridge_metrics
 from nlhf_theory.llm._data import (
     Completions,
     PreferenceCollator,
@@ -56,6 +57,13 @@ from nlhf_theory.llm._recipes import (
     PairLogps,
     Recipe,
 )
+from nlhf_theory.llm._trainer import (
+    TRL_LOSS_TYPES,
+    NLHFConfig,
+    NLHFTrainer,
+    NonFiniteLossError,
+    make_trainer,
+)
 
 __all__ = [
     "ANCHORS",
@@ -79,8 +87,15 @@ __all__ = [
     "make_tokenizer",
     "sampled_loss",
     "token_mixture",
+    "BridgeMetricsCallback",
     "CallableOracle",
     "Completions",
+    "NLHFConfig",
+    "NLHFTrainer",
+    "NonFiniteLossError",
+    "TRL_LOSS_TYPES",
+    "bridge_metrics",
+    "make_trainer",
     "PairwiseOracle",
     "PreferenceCollator",
     "PreferenceOracle",

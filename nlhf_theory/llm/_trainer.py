@@ -40,6 +40,7 @@ from nlhf_theory.llm._data import (
     split_pair,
     tokenize_preference_dataset,
 )
+from nlhf_theory.llm._exact import hyperparameters as exact_hyperparameters
 from nlhf_theory.llm._logprobs import sequence_logprobs
 from nlhf_theory.llm._oracles import PreferenceOracle, TableOracle
 
@@ -245,7 +246,9 @@ class NLHFTrainer(transformers.Trainer):
             raise InvalidInputError(f"recipe_kwargs: {unknown[0]!r} is not a hyper-parameter "
                                     f"of {recipe.name!r} (it takes {sorted(recipe.defaults)})")
         self.recipe = recipe
-        self.hyperparameters = {**recipe.defaults, **(args.recipe_kwargs or {})}
+        # the exact mode's rule (Nash-MD's mixture defaults to eta * beta; eta, period and
+        # mixture without a default are required), so both modes train the same recipe
+        self.hyperparameters = exact_hyperparameters(recipe, args.beta, args.recipe_kwargs or {})
         missing = sorted(k for k, v in self.hyperparameters.items() if v is None)
         if missing:
             raise InvalidInputError(f"recipe_kwargs: {missing[0]!r} is required by recipe "

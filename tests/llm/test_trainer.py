@@ -221,7 +221,7 @@ def test_bad_input_gets_a_clear_error(tmp_path):
          "precompute_ref_log_probs"),
         (dict(recipe="online_dpo"), prompts, {}, "oracle: recipe 'online_dpo'"),
         (dict(recipe="dpo", recipe_kwargs={"eta": 1.0}), ROWS, {}, "recipe_kwargs: 'eta'"),
-        (dict(recipe="inpo"), prompts, {}, "recipe_kwargs: 'eta' is required"),
+        (dict(recipe="inpo"), prompts, {}, "eta: required by recipe 'inpo'"),
         (dict(recipe="optimistic_nlhf"), prompts, {}, "exact mode"),
         (dict(recipe="egpo"), prompts, {}, "bridge: recipe 'egpo'"),
         (dict(recipe="dpo"), ROWS, {"ref_model": tiny_model(vocab=12)},
