@@ -157,8 +157,37 @@ def exact_loss(recipe, logp, tables, *, beta, prev=None, magnet=None, opponent=N
     return torch.sum(tables.d0 * torch.sum(weights * values, dim=(1, 2)))
 
 
+def _logit_preconditioned_gradients(loss, logp, parameters, rcond=1e-10):
+    """Parameter gradients whose first-order effect on ``log pi`` is the tabular gradient.
+
+    With ``g = dL / d log pi`` (X, Y), ``d = g - (pi . g) 1`` the gradient in the logits of a
+    tabular policy (it sums to zero under ``pi``), and ``J`` the (XY, n) Jacobian of the
+    enumerated ``log pi`` in the parameters: returns ``J^T (J J^T)^+ d``, so that a step
+    ``-lr J^T (J J^T)^+ d`` moves ``log pi`` by ``-lr d`` to first order, the tabular step
+    (a Gauss-Newton / natural-gradient step for the logit-space Euclidean metric).
+    """
+    g, = torch.autograd.grad(loss, logp, retain_graph=True)
+    pi = torch.exp(logp.detach())
+    d = (g - (pi * g).sum(-1, keepdim=True)).reshape(-1)
+    flat = logp.reshape(-1)
+    rows = []
+    for i in range(flat.numel()):
+        grads = torch.autograd.grad(flat[i], parameters, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([torch.zeros(p.numel(), dtype=flat.dtype) if q is None
+                               else q.reshape(-1) for p, q in zip(parameters, grads)]))
+    J = torch.stack(rows)
+    u = torch.linalg.pinv(J @ J.T, rtol=rcond, hermitian=True) @ d
+    step = J.T @ u
+    out, start = [], 0
+    for p in parameters:
+        out.append(step[start:start + p.numel()].reshape(p.shape).to(p.dtype))
+        start += p.numel()
+    return out
+
+
 def exact_step(recipe, logprobs_fn, parameters, optimizer, tables, *, beta, state=None,
-               mixture_fn=None, model_preference=None, **hp) -> ExactState:
+               mixture_fn=None, model_preference=None, precondition=None,
+               **hp) -> ExactState:
     """One iteration of ``recipe`` in exact mode, for any parametrization of ``log pi``.
 
     ``prev = log pi_t`` is taken at the start; then one optimizer step (or ``loss_steps`` for
@@ -178,6 +207,10 @@ def exact_step(recipe, logprobs_fn, parameters, optimizer, tables, *, beta, stat
       mixture_fn: ``m -> (X, Y)`` log pi_mix of the current policy (default: the
         sequence-level geometric mixture; the bridge passes the token-level one on request).
       model_preference: (X, Y, Y) fitted preference for labels ``"model"``.
+      precondition: None (the optimizer sees the loss's gradient) or ``"logits"`` (it sees
+        ``J^T (J J^T)^+ d``, the parameter direction that moves the enumerated ``log pi`` along
+        the tabular algorithm's gradient ``d``; with SGD of step ``lr`` the model then follows
+        the tabular update of step ``lr`` to first order; costs X * Y backward passes).
       **hp: the recipe's hyper-parameters.
 
     Returns:
@@ -185,6 +218,8 @@ def exact_step(recipe, logprobs_fn, parameters, optimizer, tables, *, beta, stat
     """
     recipe = get_recipe(recipe)
     hp = hyperparameters(recipe, beta, hp)
+    if precondition not in (None, "logits"):
+        raise InvalidInputError(f"precondition: must be None or 'logits', got {precondition!r}")
     state = ExactState(0, tables.ref) if state is None else state
     magnet = tables.ref if state.magnet is None else state.magnet
     parameters = list(parameters)
@@ -197,10 +232,16 @@ def exact_step(recipe, logprobs_fn, parameters, optimizer, tables, *, beta, stat
 
     def step(opponent):
         optimizer.zero_grad()
-        loss = exact_loss(recipe, logprobs_fn(), tables, beta=beta, prev=prev, magnet=magnet,
+        logp = logprobs_fn()
+        loss = exact_loss(recipe, logp, tables, beta=beta, prev=prev, magnet=magnet,
                           opponent=opponent, mixture_logp=mixture,
                           model_preference=model_preference, **hp)
-        loss.backward()
+        if precondition == "logits":
+            for p, g in zip(parameters, _logit_preconditioned_gradients(loss, logp,
+                                                                         parameters)):
+                p.grad = g
+        else:
+            loss.backward()
         optimizer.step()
         return loss
 
@@ -225,7 +266,8 @@ def exact_step(recipe, logprobs_fn, parameters, optimizer, tables, *, beta, stat
 
 
 def exact_update(recipe, model, bridge, optimizer, *, beta, state=None, mixture_level="sequence",
-                 ref_model=None, model_preference=None, **hp) -> ExactState:
+                 ref_model=None, model_preference=None, precondition=None,
+                 **hp) -> ExactState:
     """One exact-mode iteration of ``recipe`` for a language model on the bridge.
 
     :func:`exact_step` with ``log pi = bridge.logprobs(model)`` and the game of
@@ -242,6 +284,7 @@ def exact_update(recipe, model, bridge, optimizer, *, beta, state=None, mixture_
         per-token mixture, which needs ``ref_model``).
       ref_model: the reference model (default ``bridge.reference_model()`` when needed).
       model_preference: (X, Y, Y) fitted preference for labels ``"model"``.
+      precondition: None or ``"logits"`` (see :func:`exact_step`).
       **hp: the recipe's hyper-parameters (``eta``, ``loss_steps``, ``mixture``, ...).
 
     Returns:
@@ -271,7 +314,7 @@ def exact_update(recipe, model, bridge, optimizer, *, beta, state=None, mixture_
                                 f"{mixture_level!r}")
     return exact_step(recipe, lambda: bridge.logprobs(model), model.parameters(), optimizer,
                       tables, beta=beta, state=state, mixture_fn=mixture_fn,
-                      model_preference=model_preference, **hp)
+                      model_preference=model_preference, precondition=precondition, **hp)
 
 
 def sampled_loss(recipe, model, bridge, *, beta, pairs_per_prompt, generator, prev=None,
