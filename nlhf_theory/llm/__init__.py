@@ -19,6 +19,7 @@ from nlhf_theory.llm._bridge import (
     Bridge,
     make_bridge,
     make_tokenizer,
+    nash_md_fixed_point,
     token_mixture,
 )
 from nlhf_theory.llm._callbacks import BridgeMetricsCallback, bridge_metrics
@@ -85,6 +86,7 @@ __all__ = [
     "get_recipe",
     "make_bridge",
     "make_tokenizer",
+    "nash_md_fixed_point",
     "sampled_loss",
     "token_mixture",
     "BridgeMetricsCallback",

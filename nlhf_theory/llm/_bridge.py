@@ -431,3 +431,70 @@ def make_bridge(vocab_size=3, length=2, num_prompts=2, preference="cyclic", seed
     model.save_pretrained(bridge.reference_path)
     tokenizer.save_pretrained(bridge.reference_path)
     return bridge
+
+
+def nash_md_fixed_point(game, beta, weight, level, vocab_size, length, *, tol=1e-13,
+                        max_iter=200000, damping=None):
+    """The stationary policy of Nash-MD with a constant mixture weight, over the sequences.
+
+    Nash-MD's update ``pi_{t+1} ∝ pi_t^(1 - eta beta) pi_ref^(eta beta) exp(eta P pi_mix)``
+    (Munos et al. 2023, Sec. 6; and Nash-MD-PG's stationarity condition, Sec. 7) is stationary
+    where ``pi = softmax(log pi_ref + P pi_mix(pi) / beta)``, with ``pi_mix`` the geometric
+    mixture of weight ``m`` = ``weight`` of ``pi`` and ``pi_ref``: per sequence
+    (``level="sequence"``, the paper's) or per token (``level="token"``, TRL's; computed exactly
+    from the chain-rule conditionals by :func:`token_mixture`). ``m = 0`` gives ``pi*_beta``
+    for both; with ``m > 0`` both are biased, since Munos et al.'s mixture weight is
+    ``eta_t beta -> 0``. Solved by the damped iteration
+    ``log pi <- (1 - a) log pi + a (log pi_ref + P pi_mix / beta)`` (renormalized), ``a`` =
+    ``damping`` (default ``min(1, beta)``), until the sup-norm change of ``log pi`` is below
+    ``tol``.
+
+    Args:
+      game: a :class:`~nlhf_theory.PreferenceGame` over the ``V ** L`` sequences (e.g.
+        ``bridge.to_game()``).
+      beta: KL coefficient > 0.
+      weight: mixture weight ``m`` in [0, 1].
+      level: ``"sequence"`` or ``"token"``.
+      vocab_size, length: ``V``, ``L``.
+      tol, max_iter, damping: iteration controls.
+
+    Returns:
+      ``(policy, residual)``: the (X, Y) fixed point and the final sup-norm change.
+
+    Example:
+      >>> import nlhf_theory as nt
+      >>> game = nt.PreferenceGame([[0.5, 0.9, 0.2, 0.6], [0.1, 0.5, 0.7, 0.4],
+      ...                           [0.8, 0.3, 0.5, 0.5], [0.4, 0.6, 0.5, 0.5]])
+      >>> pi, res = nash_md_fixed_point(game, 0.5, 0.0, "token", 2, 2)
+      >>> bool(abs(pi - nt.solve_regularized_nash(game, 0.5).policy).max() < 1e-10)
+      True
+    """
+    if level not in ("sequence", "token"):
+        raise InvalidInputError(f"level: must be 'sequence' or 'token', got {level!r}")
+    m = float(weight)
+    if not 0.0 <= m <= 1.0:
+        raise InvalidInputError(f"weight: must lie in [0, 1], got {weight!r}")
+    beta = float(beta)
+    if not beta > 0:
+        raise InvalidInputError(f"beta: must be > 0, got {beta!r}")
+    P = np.asarray(game.P, dtype=np.float64)
+    ref = np.asarray(game.pi_ref, dtype=np.float64)
+    log_ref = np.log(ref)
+    a = min(1.0, beta) if damping is None else float(damping)
+    log_pi = log_ref.copy()
+    residual = np.inf
+    for _ in range(int(max_iter)):
+        pi = np.exp(log_pi)
+        if level == "sequence":
+            z = (1.0 - m) * log_pi + m * log_ref
+            mix = np.exp(z - np.logaddexp.reduce(z, axis=-1, keepdims=True))
+        else:
+            mix = token_mixture(pi, ref, m, vocab_size, length)
+        target = log_ref + np.einsum("xij,xj->xi", P, mix) / beta
+        new = (1.0 - a) * log_pi + a * target
+        new = new - np.logaddexp.reduce(new, axis=-1, keepdims=True)
+        residual = float(np.abs(new - log_pi).max())
+        log_pi = new
+        if residual < tol:
+            break
+    return np.exp(log_pi), residual

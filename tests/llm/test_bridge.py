@@ -131,3 +131,57 @@ def test_bad_input(bridge):
         bridge.sequence_index(torch.tensor([[0, 0]]))
     with pytest.raises(InvalidInputError, match="weight"):
         bridge.mixture_logprobs(bridge.reference_model(), bridge.reference_model(), 1.5)
+
+
+class _Bigram(torch.nn.Module):
+    """A causal 'LM' whose next-token logits depend on the current token only: with one prompt
+    and L = 2 it represents every distribution over the sequences (free parameters)."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(vocab, vocab, dtype=torch.float64))
+        self.config = type("Config", (), {"vocab_size": vocab})()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=None):
+        return type("Out", (), {"logits": self.table[input_ids]})()
+
+
+def _set_policy(model, bridge, pi):
+    """Write the chain-rule conditionals of the (1, V * V) policy pi into the bigram table."""
+    V = bridge.vocab_size
+    grid = pi.reshape(V, V)
+    tokens = bridge.response_tokens
+    with torch.no_grad():
+        model.table[bridge.prompt_ids[0, -1], tokens] = torch.as_tensor(np.log(grid.sum(1)))
+        for a in range(V):
+            row = np.log(grid[a] / grid[a].sum())
+            model.table[tokens[a], tokens] = torch.as_tensor(row)
+
+
+def test_nash_md_fixed_points_are_stationary_for_their_own_mixture():
+    """The token-level (TRL) and sequence-level (paper) fixed points of Nash-MD with mixture
+    weight m: the exact Nash-MD-PG gradient through the bridge vanishes at each for its own
+    mixture and not for the other's; at m = 0 both are pi*_beta."""
+    from nlhf_theory.llm import exact_loss, game_tables, nash_md_fixed_point
+
+    b = make_bridge(vocab_size=3, length=2, num_prompts=1, preference="cyclic", seed=0,
+                    fit_steps=40)
+    game, ref, beta, m = b.to_game(), b.reference_model(), 0.1, 0.5
+    star = nt.solve_regularized_nash(game, beta).policy
+    for level in ("sequence", "token"):
+        zero, res = nash_md_fixed_point(game, beta, 0.0, level, 3, 2)
+        assert res < 1e-12 and np.abs(zero - star).max() < 1e-10
+    model = _Bigram(b.config.vocab_size)
+    grads = {}
+    for fixed in ("sequence", "token"):
+        pi, res = nash_md_fixed_point(game, beta, m, fixed, 3, 2)
+        assert res < 1e-12
+        _set_policy(model, b, pi)
+        assert np.abs(b.policy(model) - pi).max() < 1e-12
+        for level in ("sequence", "token"):
+            mix = b.mixture_logprobs(model, ref, m, level).detach()
+            loss = exact_loss("nash_md_pg", b.logprobs(model), game_tables(game), beta=beta,
+                              mixture_logp=mix, mixture=m)
+            grads[fixed, level] = float(torch.autograd.grad(loss, model.table)[0].abs().max())
+    assert grads["sequence", "sequence"] < 1e-12 and grads["token", "token"] < 1e-12, grads
+    assert grads["sequence", "token"] > 1e-4 and grads["token", "sequence"] > 1e-4, grads
