@@ -125,7 +125,14 @@ def main(argv=None) -> None:
                      f"{run['summary'].split(' (')[0]} |")
     ratio = runs[0]["seconds"] / runs[1]["seconds"]
     lines += ["", f"**Speed-up** (serial wall time / `--jobs {args.jobs}` wall time): "
-              f"**{ratio:.2f}x**.", "",
+              f"**{ratio:.2f}x**.", ""]
+    other = runs[0]["load"][0]  # before the first run: other work only
+    if other >= 1:
+        lines += [f"Before the runs the load average was already {other:.1f} on "
+                  f"{os.cpu_count()} cores (other work on the machine): with the cores busy, the "
+                  "workers had little idle capacity to use, so this ratio measures that "
+                  "contention, not the speed-up on an idle machine.", ""]
+    lines += [
               f"**Outputs byte-identical**: {'yes' if not differ else 'NO'} ({len(serial)} "
               f"files compared, figures, data, checks, index and stored cells"
               f"{'' if not differ else '; differing: ' + ', '.join(differ)}).", END]
