@@ -1,13 +1,16 @@
 """Exact-mode throughput of an algorithm update: nlhf_theory (jax, jit + vmap) vs plain NumPy.
 
-What a user would otherwise write is a NumPy loop over seeds applying the same tabular update;
-this script times both on the same games, side by side in one run, for INPO's exact update
-``log pi' = (1 - eta beta) log pi + eta beta log pi_ref + eta P pi`` (one read of ``P`` per
-update) and EGPO's (two gradients of the online-IPO population loss per update), with 32 seeds
-and games of X x Y = 1 x 100, 100 x 100 and 1000 x 100. It reports updates per second (seed
-updates: one update of one seed's policy), the ratio, and for the largest game the fraction of
-the memory-bandwidth bound: one float64 read of ``P`` (X Y^2 8 bytes) per vmapped update of
-all 32 seeds, at the bandwidth measured by a large NumPy copy on this machine.
+What a user who knows NumPy would otherwise write is the same tabular update **vectorized over
+seeds**: the policies of all seeds in one (X, Y, S) array and one batched matmul
+``P @ pi`` per update (``P`` read once for all seeds); a loop over seeds is also shown, for
+the reader who would write that. The script times them on the same games, side by side in one
+run, for INPO's exact update ``log pi' = (1 - eta beta) log pi + eta beta log pi_ref + eta P pi``
+(one read of ``P`` per update) and EGPO's (two gradients of the online-IPO population loss per
+update), with 32 seeds and games of X x Y = 1 x 100, 100 x 100 and 1000 x 100. It reports
+updates per second (seed updates: one update of one seed's policy), the ratios, and the
+fraction of the memory-bandwidth bound reached by the package's INPO and by the vectorized
+NumPy INPO: one float64 read of ``P`` (X Y^2 8 bytes) per update of all 32 seeds, at the
+bandwidth measured by a large NumPy copy on this machine.
 
 Run: ``python benchmarks/bench_algorithms.py [--quick] [--out docs/benchmarks.md]``.
 """
@@ -45,6 +48,17 @@ def numpy_inpo(P, log_ref, logits, eta, beta, steps):
     return logits
 
 
+def numpy_inpo_vectorized(P, log_ref, logits, eta, beta, steps):
+    """The same INPO update in NumPy, vectorized over seeds: ``logits`` of shape (X, Y, S),
+    one batched matmul ``P @ pi`` per update (``P`` is read once for all S seeds)."""
+    decay, pull = 1 - eta * beta, (eta * beta) * log_ref[:, :, None]
+    for _ in range(steps):
+        z = decay * logits + pull + eta * np.matmul(P, np.exp(logits))
+        zmax = z.max(axis=1, keepdims=True)
+        logits = z - (zmax + np.log(np.exp(z - zmax).sum(axis=1, keepdims=True)))
+    return logits
+
+
 def jax_updates(algorithm, game, steps):
     """``steps`` updates of ``SEEDS`` vmapped states, compiled once."""
     keys = jax.random.split(jax.random.key(0), SEEDS)
@@ -77,6 +91,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small games only")
     parser.add_argument("--out", default=None, help="Markdown file to update")
     args = parser.parse_args(argv)
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python benchmarks/bench_algorithms.py", *argv_used])
+    load_start = os.getloadavg()[0]
     sizes = [(1, 100), (100, 100)] if args.quick else [(1, 100), (100, 100), (1000, 100)]
     beta, eta = 0.1, 2.0
     rows = []
@@ -89,34 +106,49 @@ def main(argv=None):
             inpo_t = jax_updates(nt.algorithms.inpo(beta, eta), g, steps)
             egpo_t = jax_updates(nt.algorithms.egpo(beta, 0.1), g, steps)
             np_steps = max(2, steps // 10)
-            logits = np.tile(np.log(game.pi_ref)[None], (SEEDS, 1, 1))
+            P64, log_ref = game.P.astype(np.float64), np.log(game.pi_ref.astype(np.float64))
+            logits = np.tile(log_ref[None], (SEEDS, 1, 1))
             start = time.perf_counter()
-            numpy_inpo(game.P, np.log(game.pi_ref), logits, eta, beta, np_steps)
+            numpy_inpo(P64, log_ref, logits, eta, beta, np_steps)
             np_t = (time.perf_counter() - start) / np_steps * steps
+            vec_logits = np.repeat(log_ref[:, :, None], SEEDS, axis=2)
+            numpy_inpo_vectorized(P64, log_ref, vec_logits, eta, beta, 1)  # warm-up
+            start = time.perf_counter()
+            numpy_inpo_vectorized(P64, log_ref, vec_logits, eta, beta, steps)
+            vec_t = time.perf_counter() - start
             ups = lambda t: SEEDS * steps / t  # noqa: E731
             bytes_per_update = X * Y * Y * 8
-            # the bound: one read of P per update of all SEEDS vmapped policies
-            rows.append((f"{X} x {Y}", ups(inpo_t), ups(np_t), np_t / inpo_t, ups(egpo_t),
-                         ups(inpo_t) / SEEDS * bytes_per_update / 1e9 / bw))
-            print(f"{X:5d} x {Y}: INPO jax {ups(inpo_t):12.0f}/s, NumPy {ups(np_t):10.0f}/s "
-                  f"(x{np_t / inpo_t:.1f}); EGPO jax {ups(egpo_t):10.0f}/s", flush=True)
+            # the bound: one read of P per update of all SEEDS policies
+            frac = lambda t: ups(t) / SEEDS * bytes_per_update / 1e9 / bw  # noqa: E731
+            rows.append((f"{X} x {Y}", ups(inpo_t), ups(vec_t), vec_t / inpo_t, ups(np_t),
+                         np_t / inpo_t, ups(egpo_t), frac(inpo_t), frac(vec_t)))
+            print(f"{X:5d} x {Y}: INPO jax {ups(inpo_t):12.0f}/s, NumPy vectorized "
+                  f"{ups(vec_t):10.0f}/s (x{vec_t / inpo_t:.2f}), NumPy loop {ups(np_t):10.0f}/s "
+                  f"(x{np_t / inpo_t:.1f}); EGPO jax {ups(egpo_t):10.0f}/s; bandwidth fraction "
+                  f"jax {frac(inpo_t):.2f}, NumPy vectorized {frac(vec_t):.2f}", flush=True)
     lines = [
         START,
-        "## Algorithm updates (exact mode): jax jit + vmap vs plain NumPy",
+        "## Algorithm updates (exact mode): jax jit + vmap vs NumPy vectorized over seeds",
         "",
-        f"Command: `python benchmarks/bench_algorithms.py`; {datetime.date.today()}; "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}, numpy "
-        f"{np.__version__}; {SEEDS} seeds vmapped; float64; measured copy bandwidth "
-        f"{bw:.1f} GB/s.",
+        f"Command: `{command}`; {datetime.date.today()}; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other agents' jobs: load "
+        f"average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), jax "
+        f"{jax.__version__}, numpy {np.__version__}; {SEEDS} seeds; float64; measured copy "
+        f"bandwidth {bw:.1f} GB/s.",
         "",
-        "| game X x Y | INPO (jax) seed-updates/s | INPO (NumPy loop) seed-updates/s | "
-        "ratio | EGPO (jax) seed-updates/s | INPO fraction of bandwidth bound |",
-        "|---|---|---|---|---|---|",
+        "| game X x Y | INPO (jax) seed-updates/s | INPO (NumPy vectorized) seed-updates/s | "
+        "ratio jax / vectorized | INPO (NumPy loop) seed-updates/s | ratio jax / loop | "
+        "EGPO (jax) seed-updates/s | INPO (jax) fraction of bandwidth bound | "
+        "INPO (NumPy vectorized) fraction |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, a, b, ratio, e, frac in rows:
-        lines.append(f"| {name} | {a:,.0f} | {b:,.0f} | {ratio:.1f}x | {e:,.0f} | {frac:.2f} |")
-    lines += ["", f"Bandwidth bound: one float64 read of P (X Y^2 8 bytes) per vmapped update of "
-              f"all {SEEDS} seeds, at the measured copy bandwidth.", END]
+    for name, a, v, rv, b, rb, e, fa, fv in rows:
+        lines.append(f"| {name} | {a:,.0f} | {v:,.0f} | {rv:.2f}x | {b:,.0f} | {rb:.1f}x | "
+                     f"{e:,.0f} | {fa:.2f} | {fv:.2f} |")
+    lines += ["", f"NumPy vectorized: the policies of all {SEEDS} seeds as one (X, Y, S) array, "
+              "one batched `np.matmul(P, pi)` per update (P read once for all seeds). Bandwidth "
+              f"bound: one float64 read of P (X Y^2 8 bytes) per update of all {SEEDS} seeds, "
+              "at the measured copy bandwidth.", END]
     if args.out:
         write_section(Path(args.out), "\n".join(lines))
     else:
