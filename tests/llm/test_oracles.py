@@ -16,6 +16,17 @@ from nlhf_theory.llm import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one torch thread is faster (no spinning on 2 shared cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_reward_model(architecture="llama", seed=0, vocab=12):
     import transformers as tf
 
