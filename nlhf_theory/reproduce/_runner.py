@@ -246,6 +246,17 @@ def cell_state():
     Raises:
       RuntimeError: inside jax's thread-local ``jax.enable_x64(True)`` context, which the global
         flag cannot override.
+
+    Example:
+      >>> import jax
+      >>> from nlhf_theory.reproduce import cell_state
+      >>> jax.config.update("jax_enable_x64", True)
+      >>> with cell_state():
+      ...     print(jax.config.jax_enable_x64)
+      False
+      >>> print(jax.config.jax_enable_x64)
+      True
+      >>> jax.config.update("jax_enable_x64", False)
     """
     import jax
 
