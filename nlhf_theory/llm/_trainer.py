@@ -612,6 +612,8 @@ class NLHFTrainer(transformers.Trainer):
             label = pair.label
         elif pair.win is not None:
             label = 0.5 * (pair.win - pair.win_prime + 1.0)
+        elif self.recipe.labels == "implicit" and pair.ref is not None:  # SAIL's sigma(beta h)
+            label = torch.sigmoid(beta * ((logp - pair.ref) - (logp_prime - pair.ref_prime)))
         else:
             label = torch.ones_like(logp)
         first_chosen = label >= 0.5
