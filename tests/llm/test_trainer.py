@@ -412,3 +412,21 @@ def test_every_sampled_recipe_trains_one_step_on_the_bridge(tmp_path, bridge):
         assert np.isfinite(logs["loss"]), recipe.name
         assert 0.0 <= logs["nlhf/label"] <= 1.0, recipe.name
         assert max_diff(params(model), before) > 0, recipe.name
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    tok = word_tokenizer()
+    rows = ROWS * 2
+    options = dict(max_steps=3, per_device_train_batch_size=2, optim="adamw_torch",
+                   learning_rate=1e-2, lr_scheduler_type="linear")
+    straight = tiny_model(seed=2)
+    NLHFTrainer(straight, config(tmp_path / "a", **options), rows, processing_class=tok).train()
+    first = tiny_model(seed=2)
+    NLHFTrainer(first, config(tmp_path / "b", save_strategy="steps", save_steps=1, **options),
+                rows, processing_class=tok).train()
+    resumed = tiny_model(seed=2)
+    trainer = NLHFTrainer(resumed, config(tmp_path / "b", **options), rows,
+                          processing_class=tok, ref_model=tiny_model(seed=2))
+    trainer.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-1"))
+    assert max_diff(params(resumed), params(straight)) < 1e-12
+    assert max_diff(params(straight), params(tiny_model(seed=2))) > 1e-4
