@@ -268,8 +268,15 @@ def sail_term(logp_w, logp_l, ref_w, ref_l, beta, square=0.0, response=0.0, vari
       Ding et al. 2024 (SAIL), arXiv:2406.15567, Sec. 4 (the gradients of J_PR, J_PP, J_DP).
     """
     ell = log_sigmoid_margin(logp_w, logp_l, ref_w, ref_l, beta)
-    return (ell + 0.5 * square * ell**2
-            + response * sail_response_term(ell, logp_w, logp_l, variant, hook_scale))
+    value = ell if _is_zero(square) else ell + 0.5 * square * ell**2
+    if _is_zero(response):  # a literal 0 adds no term (and no zero gradient to accumulate)
+        return value
+    return value + response * sail_response_term(ell, logp_w, logp_l, variant, hook_scale)
+
+
+def _is_zero(value) -> bool:
+    """True for a Python or NumPy scalar equal to 0 (not for arrays or traced values)."""
+    return isinstance(value, (int, float)) and value == 0
 
 
 def sail_loss(logp, logp_prime, ref, ref_prime, label, beta, square=0.0, response=0.0,

@@ -380,8 +380,7 @@ def mmd_loss_step(logits, magnet, game, key, mode, batch_size, eta, beta, steps,
     def loss(theta):
         logp = log_softmax(theta)
         p = jnp.exp(logp)
-        per_prompt = jnp.sum(p * ((logp - logits) + eta * beta * (logp - magnet) - eta * wins),
-                             -1)
+        per_prompt = jnp.sum(p * losses.mmd_objective(logp, logits, magnet, wins, eta, beta), -1)
         return jnp.sum(d0 * per_prompt)
 
     return minimize_logits(loss, logits, steps, lr)

@@ -388,8 +388,8 @@ def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
         y2 = jax.random.categorical(k2, opponent[:, None, :], axis=-1, shape=(X, batch_size))
         x = jnp.arange(X)[:, None]
         labels = jax.random.bernoulli(k3, P[x, y, y2]).astype(logits.dtype)
-        advantage = jax.lax.stop_gradient(labels - 0.5 - beta * (logp[x, y] - log_ref[x, y]))
-        return jnp.sum(d0 * (logp[x, y] * advantage).mean(-1))
+        return jnp.sum(d0 * -losses.nash_md_pg_loss(logp[x, y], log_ref[x, y], labels,
+                                                    beta).mean(-1))
 
     def init(game, key=None):
         return reference_state(game)

@@ -69,22 +69,8 @@ class SailState(NamedTuple):
     step: Any
 
 
-def _log_sigmoid_margin(logp, logp_prime, ref, ref_prime, beta):
-    """``l = log sigma(h)`` for ``y`` preferred to ``y'``: minus the DPO loss with label 1."""
-    return -losses.dpo_loss(logp, logp_prime, ref, ref_prime, 1.0, beta)
-
-
-def _response_term(ell, logp, logp_prime, variant, hook_scale=1.0):
-    """Surrogate whose gradient is the response-distribution term ``l S`` (or the code's,
-    ``hook_scale`` times ``l / log pi(y) grad log pi(y) + l / log pi(y') grad log pi(y')``)."""
-    sg = jax.lax.stop_gradient
-    if variant == "exact":
-        return sg(ell) * (logp + logp_prime)
-    # The authors' hook divides by the sequence log-probability; for a one-token bandit
-    # log pi -> 0 as pi -> 1, so the divisor is kept below -1e-6 to stay finite.
-    cap = -1e-6
-    return hook_scale * (sg(ell / jnp.minimum(logp, cap)) * logp
-                         + sg(ell / jnp.minimum(logp_prime, cap)) * logp_prime)
+#: ``l = log sigma(h)``, ``y`` preferred to ``y'`` (:func:`nlhf_theory.losses.log_sigmoid_margin`).
+_log_sigmoid_margin = losses.log_sigmoid_margin
 
 
 def argmax_labels(P):
@@ -133,7 +119,6 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
         mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
         data_pairs = mu[:, :, None] * mu[:, None, :]
         on_policy = sg(jnp.exp(a) * jnp.exp(b))
-        response = _response_term(ell, a, b, variant, hook_scale)
         oracle = P if labels == "bernoulli" else argmax_labels(P)
 
         def expect(weight, values):
@@ -141,6 +126,9 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
             # either way, hence the factor 2 (the per-comparison expectation).
             return 2.0 * jnp.sum(d0 * jnp.sum(weight * values, axis=(1, 2)))
 
+        # The terms of losses.sail_term, written out so that PP and PR share one response
+        # term (the same floating-point results as before the term moved to losses).
+        response = losses.sail_response_term(ell, a, b, variant, hook_scale)
         dpo = expect(data_pairs * P, ell)
         dp = expect(data_pairs * sg(self_label), ell + 0.5 * rho * ell**2)
         pp = expect(on_policy * sg(self_label), ell + 0.5 * pi_c * ell**2 + pi_c * response)
@@ -163,14 +151,13 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
     first = (jax.random.bernoulli(k_pr, P[x, y1, y2]) if labels == "bernoulli"
              else P[x, y1, y2] >= 0.5)
     lw, ll, rw, rl = oriented(y1, y2, first)
-    ell = _log_sigmoid_margin(lw, ll, rw, rl, beta)
-    pr = jnp.sum(d0 * (ell + gamma * _response_term(ell, lw, ll, variant, hook_scale)).mean(-1))
+    pr = jnp.sum(d0 * losses.sail_term(lw, ll, rw, rl, beta, 0.0, gamma, variant,
+                                       hook_scale).mean(-1))
     s = jnp.exp(_log_sigmoid_margin(logp[x, y1], logp[x, y2], log_ref[x, y1], log_ref[x, y2],
                                     beta))
     lw, ll, rw, rl = oriented(y1, y2, jax.random.bernoulli(k_pp, sg(s)))
-    ell = _log_sigmoid_margin(lw, ll, rw, rl, beta)
-    pp = jnp.sum(d0 * (ell + 0.5 * pi_c * ell**2
-                       + pi_c * _response_term(ell, lw, ll, variant, hook_scale)).mean(-1))
+    pp = jnp.sum(d0 * losses.sail_term(lw, ll, rw, rl, beta, pi_c, pi_c, variant,
+                                       hook_scale).mean(-1))
     # Dataset pairs: DPO with the data's labels, SAIL-DP relabelled by sigma(h).
     dx, dy, dy2, dlabel = data
     won = dlabel.astype(bool)
@@ -183,8 +170,8 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
     first = jax.random.bernoulli(k_dp, sg(s))
     w = jnp.where(first, dy, dy2)
     lo = jnp.where(first, dy2, dy)
-    ell = _log_sigmoid_margin(logp[dx, w], logp[dx, lo], log_ref[dx, w], log_ref[dx, lo], beta)
-    dp = (ell + 0.5 * rho * ell**2).mean()
+    dp = losses.sail_term(logp[dx, w], logp[dx, lo], log_ref[dx, w], log_ref[dx, lo], beta,
+                          rho).mean()
     return (1.0 - r - p - g) * dpo + r * dp + p * pp + g * pr
 
 
