@@ -34,6 +34,8 @@ from nlhf_theory.llm._data import (
 from nlhf_theory.llm._exact import (
     ExactState,
     Tables,
+    best_of_n,
+    collection_weights,
     exact_loss,
     exact_step,
     exact_update,
@@ -78,6 +80,8 @@ __all__ = [
     "RECIPES",
     "Recipe",
     "Tables",
+    "best_of_n",
+    "collection_weights",
     "exact_loss",
     "exact_step",
     "exact_update",

@@ -383,3 +383,51 @@ def sampled_loss(recipe, model, bridge, *, beta, pairs_per_prompt, generator, pr
                      prev[x, y2], label, win, win_prime, magnet[x, y], magnet[x, y2])
     values = recipe.loss(pair, beta, **hp)
     return torch.sum(tables.d0 * values.mean(-1))
+
+
+def best_of_n(policy, score, num_candidates):
+    """The distribution of the best of ``n`` independent draws from ``policy`` under ``score``.
+
+    ``Pr(best = y) = F(y)^n - F_<(y)^n`` with ``F(y) = sum_{y': score(y') <= score(y)} pi(y')``
+    in score order (ties broken by index) and ``F_<(y) = F(y) - pi(y)``: optimistic
+    equilibrium learning's practical enhancer, ``score`` being the estimated win rate against
+    the main agent (Ye et al. 2024, arXiv:2402.07314, Sec. 6; the same formula as
+    :func:`nlhf_theory.algorithms.optimistic_nlhf`'s ``enhancer="best_of_n"``).
+
+    Args:
+      policy: (X, Y) probabilities.
+      score: (X, Y) scores.
+      num_candidates: n >= 1.
+
+    Returns:
+      (X, Y) probabilities.
+
+    Example:
+      >>> import torch
+      >>> best_of_n(torch.tensor([[0.5, 0.5]]), torch.tensor([[0.0, 1.0]]), 2).tolist()
+      [[0.25, 0.75]]
+    """
+    n = int(num_candidates)
+    if n < 1:
+        raise InvalidInputError(f"num_candidates: must be >= 1, got {num_candidates!r}")
+    order = torch.argsort(score, dim=-1, stable=True)
+    rank = torch.argsort(order, dim=-1)
+    cdf = torch.gather(torch.cumsum(torch.gather(policy, -1, order), -1), -1, rank)
+    return cdf**n - (cdf - policy)**n
+
+
+def collection_weights(recipe, tables, prev, model_preference=None, num_candidates=None):
+    """``(w_1, w_2)`` of the comparisons a recipe sends to the oracle (its ``collect`` source).
+
+    For optimistic equilibrium learning: ``y ~ pi_t`` (the main agent) against
+    ``y' ~ best_of_n(pi_t, P_hat pi_t)``; for every other recipe the training pairs.
+    """
+    recipe = get_recipe(recipe)
+    if recipe.collect != "policy_vs_enhancer":
+        return pair_weights(recipe, tables, prev, prev, None)
+    if model_preference is None:
+        raise InvalidInputError("model_preference: the best-of-n enhancer needs P_hat")
+    n = recipe.defaults.get("num_candidates") if num_candidates is None else num_candidates
+    pi = torch.exp(prev)
+    score = torch.einsum("xab,xb->xa", torch.as_tensor(model_preference, dtype=pi.dtype), pi)
+    return pi, best_of_n(pi, score, n)

@@ -239,3 +239,36 @@ def test_bad_hyperparameters_are_named(two_tokens):
         exact_loss("dpo", bridge.logprobs(model), tables, beta=BETA, gamma=0.1)
     with pytest.raises(InvalidInputError, match="recipe"):
         exact_loss("nope", bridge.logprobs(model), tables, beta=BETA)
+
+
+def test_best_of_n_enhancer_is_the_law_of_the_best_draw(two_tokens):
+    """Optimistic equilibrium learning's enhancer: the exact best-of-n law over the sequences
+    against Monte Carlo (the best of n draws by the score), and the tabular factory's formula."""
+    from nlhf_theory.llm import best_of_n, collection_weights
+
+    bridge, model = two_tokens
+    tables = game_tables(bridge.to_game())
+    prev = bridge.logprobs(model).detach()
+    P_hat = tables.P
+    w1, w2 = collection_weights("optimistic_nlhf", tables, prev, model_preference=P_hat,
+                                num_candidates=3)
+    pi = torch.exp(prev)
+    score = torch.einsum("xab,xb->xa", P_hat, pi)
+    assert torch.allclose(w1, pi) and float((w2.sum(-1) - 1).abs().max()) < 1e-12
+    gen = torch.Generator().manual_seed(0)
+    draws = 20000
+    for x in range(bridge.num_prompts):
+        cand = torch.multinomial(pi[x], 3 * draws, replacement=True, generator=gen).reshape(-1, 3)
+        best = cand.gather(1, score[x][cand].argmax(1, keepdim=True))[:, 0]
+        freq = torch.bincount(best, minlength=bridge.num_responses).double() / draws
+        p = w2[x].numpy()
+        bound = 0.5 * np.sum(np.sqrt(p * (1 - p) / draws)) + np.sqrt(np.log(1e6) / (2 * draws))
+        assert 0.5 * float((freq - w2[x]).abs().sum()) < bound
+    with float64_mode():  # optimistic_nlhf's best_of_n formula, in jax
+        main, sc = jnp.asarray(pi.numpy()), jnp.asarray(score.numpy())
+        rank = jnp.argsort(jnp.argsort(sc, -1), -1)
+        cdf = jnp.take_along_axis(jnp.cumsum(jnp.take_along_axis(main, jnp.argsort(sc, -1), -1),
+                                             -1), rank, -1)
+        tab = np.asarray(cdf**3 - (cdf - main)**3)
+    assert np.abs(tab - w2.numpy()).max() < 1e-12
+    assert torch.allclose(best_of_n(pi, score, 1), pi)
