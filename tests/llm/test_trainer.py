@@ -430,3 +430,26 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     trainer.train(resume_from_checkpoint=str(tmp_path / "b" / "checkpoint-1"))
     assert max_diff(params(resumed), params(straight)) < 1e-12
     assert max_diff(params(straight), params(tiny_model(seed=2))) > 1e-4
+
+
+def _data_parallel_job(out):
+    torch.set_num_threads(1)
+    model = tiny_model(seed=1)
+    trainer = NLHFTrainer(model, config(out / "ddp", per_device_train_batch_size=2), ROWS,
+                          processing_class=word_tokenizer())
+    trainer.train()
+    assert trainer.accelerator.num_processes == 2
+    if trainer.accelerator.process_index == 0:
+        torch.save(params(trainer.accelerator.unwrap_model(trainer.model)), out / "ddp.pt")
+
+
+def test_two_process_data_parallel_run_equals_the_single_process_step(tmp_path):
+    """accelerate's CPU launcher (2 processes, gloo, 2 pairs each) gives the 4-pair step."""
+    from accelerate import debug_launcher
+
+    debug_launcher(_data_parallel_job, args=(tmp_path,), num_processes=2)
+    single = tiny_model(seed=1)
+    NLHFTrainer(single, config(tmp_path / "single"), ROWS, processing_class=word_tokenizer()
+                ).train()
+    assert max_diff(params(single), torch.load(tmp_path / "ddp.pt")) < 1e-12
+    assert max_diff(params(single), params(tiny_model(seed=1))) > 1e-4
