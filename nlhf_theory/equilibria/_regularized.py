@@ -260,7 +260,7 @@ def _newton(Q, log_ref, beta, q, tol_h, max_iter, max_cg):
 
 
 def rounding_floor(scale, log_ref, beta):
-    """Per prompt, the float64 rounding level ``8 eps (beta (1 + max|log pi_ref|) + scale)``
+    """Per prompt, the float64 rounding level ``8 eps (beta (1 + max|log pi_ref|) + max(1, scale))``
     of the duality gap ``2 beta KL(q || BR(q))``, ``scale >= max|Q|``: its logits
     ``log pi_ref + Q q / beta`` carry a relative rounding error ``eps``, multiplied by
     ``2 beta`` in the gap. A gap at this level is as certified as float64 allows (it matters
