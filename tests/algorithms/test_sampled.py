@@ -43,7 +43,7 @@ def test_sampled_runs_track_the_exact_run_on_average():
     game = nt.make_game("random_skew", num_responses=5, seed=3, random_ref=True)
     exact = nt.run("inpo", game, beta=0.1, steps=30, learning_rate=2.0)
     sampled = nt.run("inpo", game, beta=0.1, steps=30, learning_rate=2.0, mode="sampled",
-                     pairs_per_prompt=256, seeds=16)
+                     comparisons_per_response=256, seeds=16)
     mean = sampled.groupby("step").win_rate_ref.mean().to_numpy()
     # 16 seeds x 256 comparisons per response: the mean trajectory stays within 0.01
     np.testing.assert_allclose(mean, exact.win_rate_ref.to_numpy(), atol=1e-2)
