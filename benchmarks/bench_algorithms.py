@@ -133,7 +133,8 @@ def main(argv=None):
         f"Command: `{command}`; {datetime.date.today()}; "
         f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other agents' jobs: load "
         f"average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), jax "
-        f"{jax.__version__}, numpy {np.__version__}; {SEEDS} seeds; float64; measured copy "
+        f"{jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+        f"numpy {np.__version__}; {SEEDS} seeds; float64; measured copy "
         f"bandwidth {bw:.1f} GB/s.",
         "",
         "| game X x Y | INPO (jax) seed-updates/s | INPO (NumPy vectorized) seed-updates/s | "

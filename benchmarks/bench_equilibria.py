@@ -52,6 +52,7 @@ if "--blas-threads" in sys.argv[:-1]:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _threads
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import nlhf_theory as nt  # noqa: E402
@@ -125,6 +126,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "nlhf_theory": nt.__version__,
+        "jax device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
     }
     info["BLAS threads"] = os.environ.get("OPENBLAS_NUM_THREADS", "default (all cores)")
     info["load average (1 min) at start"] = f"{os.getloadavg()[0]:.1f}"
