@@ -52,7 +52,7 @@ def argument_lists():
     return st.one_of(run, solve, junk)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argument_lists())
 def test_cli_never_prints_a_traceback(argv):
     if argv and argv[0] == "reproduce" and "--list" not in argv:

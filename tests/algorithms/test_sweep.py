@@ -42,7 +42,9 @@ def test_sweep_values_are_checked():
 @pytest.mark.parametrize("name", ["inpo", "mpo", "nash_md"])
 def test_beta_may_be_traced_with_a_concrete_learning_rate(name):
     game = nt.make_game("comal_cyclic")
+    # MPO's default period is an integer computed from beta: a traced beta needs it given
+    extra = {"period": 100} if name == "mpo" else {}
     factory = nt.ALGORITHMS[name]
-    states = jax.vmap(lambda b: factory(b, 0.5).init(game, jax.random.key(0)))(
+    states = jax.vmap(lambda b: factory(b, 0.5, **extra).init(game, jax.random.key(0)))(
         jnp.array([0.1, 0.2]))
     assert states.logits.shape == (2, 1, 3)
