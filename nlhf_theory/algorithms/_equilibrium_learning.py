@@ -448,9 +448,10 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
     * ``"uncertainty"`` (Alg. 2): ``pi2_t = argmax_{pi2} Gamma_t(lambda, pi1_t, pi2)`` with the
       information ratio ``Gamma_t = sup_{P in class} |E_{x ~ d0}[(P - P_hat_t)(x, pi1, pi2)]| /
       sqrt(lambda + (1/m) sum_{s<t, j<=m} (P - P_hat_t)^2(x_sj, a1_sj, a2_sj))``, ``lambda`` =
-      ``regularization``, ``m`` = ``comparisons_per_round``. Tabular class (every skew ``P`` in
-      [0, 1]): the ratio is computed exactly (:func:`~nlhf_theory.algorithms._uncertainty.uncertainty_ratio`)
-      and maximized exactly over joint pure responses (it is convex in ``pi2``;
+      ``regularization``, ``m`` = ``comparisons_per_round``. Tabular class (every skew ``P``
+      in [0, 1]): the ratio is computed exactly
+      (:func:`~nlhf_theory.algorithms._uncertainty.uncertainty_ratio`) and maximized exactly
+      over joint pure responses (it is convex in ``pi2``;
       :func:`~nlhf_theory.algorithms._uncertainty.tabular_enhancer_indices`). With ``features``:
       ``Gamma = ||u||_{A^-1}``, ``u = E_{x ~ d0} sum_{a,b} pi1(a) pi2(b) link'(psi theta_hat)
       psi(x, a, b)`` the joint expected feature of the pair and ``A = (1/m) sum_i link'^2 psi_i

@@ -166,7 +166,9 @@ def test_default_hedge_meets_its_regret_bound(name, game):
     # Cesa-Bianchi & Lugosi Thm. 2.3: regret <= sqrt(2 T ln Y) + sqrt(ln Y / 8); in self-play the
     # average iterate's exploitability is at most regret / T.
     g, steps = GAMES[game], 2000
-    make = (lambda hp: nt.ALGORITHMS[name]())
+    def make(hp):
+        return nt.ALGORITHMS[name]()
+
     policies = policy_trajectories(make, g, checkpoints=np.arange(steps), seeds=1)[0, 0]
     average = policies.mean(0)
     ln_y = math.log(g.num_responses)
@@ -183,7 +185,9 @@ def test_defaults_reach_the_rlhf_optimum_on_bradley_terry(name):
     game = GAMES["bradley_terry"]
     reward = np.array([[1.0, 0.0, -0.5]])
     target = nt.reward_optimal_policy(reward, game.pi_ref, BETA)
-    make = (lambda hp: nt.ALGORITHMS[name](BETA))
+    def make(hp):
+        return nt.ALGORITHMS[name](BETA)
+
     policy = policy_trajectories(make, game, checkpoints=np.array([3000]))[0, 0, 0]
     # BT with unit reward gaps is identified only up to a constant: compare policies
     np.testing.assert_allclose(policy, target, atol=1e-6)

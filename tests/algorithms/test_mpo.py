@@ -101,7 +101,8 @@ def test_loss_form_minimizes_the_mmd_objective_in_the_sampled_mode_too():
     # same keys, same sampled win rates: the loss form's minimizer is the mirror step (GAME
     # has responses of probability ~0.02, where gradient descent on the logits is slow: hence
     # the many inner steps)
-    hyper = {"learning_rate": 0.4, "period": 5, "mode": "sampled", "comparisons_per_response": 4, "seeds": 2}
+    hyper = {"learning_rate": 0.4, "period": 5, "mode": "sampled",
+             "comparisons_per_response": 4, "seeds": 2}
     mirror = nt.run("mpo", GAME, beta=0.1, steps=12, **hyper)
     loss = nt.run("mpo", GAME, beta=0.1, steps=12, form="loss", loss_steps=4000,
                   loss_learning_rate=2.0, **hyper)

@@ -422,8 +422,8 @@ def test_linear_enhancer_in_the_algorithm_maximizes_the_ratio_over_its_data(link
     lam, m, bound = 0.5, 10, 2.0
     algorithm = nt.algorithms.make_algorithm(
         nt.ALGORITHMS, "optimistic_nlhf", 0.1, "exact",
-        {"comparisons_per_round": m, "regularization": lam, "parameter_bound": bound, "features": psi,
-         "link": link})
+        {"comparisons_per_round": m, "regularization": lam, "parameter_bound": bound,
+         "features": psi, "link": link})
     with nt.algorithms.float64_mode():
         g = jax.tree_util.tree_map(jnp.asarray, game.astype(np.float64))
         first = jax.jit(algorithm.update)(algorithm.init(g, None), g, jax.random.key(0))

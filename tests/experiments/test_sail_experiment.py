@@ -111,8 +111,9 @@ def sampled_baselines(experiment, games):
     options = {"steps": 200, "every": 100, "seeds": 4, "seed": 3}
     dpo = run.trajectories(run.baseline_maker("dpo", cell, mode="sampled", num_pairs=32), {},
                            games[:1], **options)[0, 0]
-    online = run.trajectories(run.baseline_maker("online_dpo", cell, mode="sampled",
-                                                 pairs_per_prompt=4), {}, games[:1], **options)[0, 0]
+    online = run.trajectories(
+        run.baseline_maker("online_dpo", cell, mode="sampled", pairs_per_prompt=4), {},
+        games[:1], **options)[0, 0]
     return dpo, online
 
 

@@ -19,18 +19,6 @@ from nlhf_theory.llm import (  # noqa: E402
 )
 from nlhf_theory.llm._data import completion_lengths, split_pair  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is faster (no spinning on 2 shared cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 WORDS = ["<pad>", "<eos>", "a", "b", "c", "the", "cat", "sat", "on", "mat"]
 
 

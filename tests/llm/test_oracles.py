@@ -16,17 +16,6 @@ from nlhf_theory.llm import (  # noqa: E402
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is faster (no spinning on 2 shared cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_reward_model(architecture="llama", seed=0, vocab=12):
     import transformers as tf
 
@@ -164,10 +153,9 @@ def test_table_oracle_looks_up_the_exact_table():
 
 
 def test_table_oracle_of_the_bridge():
-    llm = pytest.importorskip("nlhf_theory.llm")
-    if not hasattr(llm, "make_bridge"):
-        pytest.skip("the bridge environment is not built yet")
-    bridge = llm.make_bridge(vocab_size=2, length=2, num_prompts=2, preference="cyclic",
+    from nlhf_theory.llm import make_bridge
+
+    bridge = make_bridge(vocab_size=2, length=2, num_prompts=2, preference="cyclic",
                              seed=0, fit_steps=5)
     oracle = TableOracle.from_bridge(bridge)
     seqs = bridge.sequences

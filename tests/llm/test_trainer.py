@@ -16,18 +16,6 @@ from nlhf_theory.llm._callbacks import BridgeMetricsCallback  # noqa: E402
 from nlhf_theory.llm._recipes import RECIPES, PairLogps  # noqa: E402
 from nlhf_theory.llm._trainer import NLHFConfig, NLHFTrainer, NonFiniteLossError  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is faster (no spinning on 2 shared cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 WORDS = ["<pad>", "<eos>", "a", "b", "c", "the", "cat", "sat", "on", "mat"]
 ROWS = [{"prompt": "the cat", "chosen": "sat on", "rejected": "a"},
         {"prompt": "a", "chosen": "b c", "rejected": "the mat sat"},
