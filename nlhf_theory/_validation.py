@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import numpy as np
 
 
@@ -16,10 +17,11 @@ class InvalidInputError(ValueError):
     """Bad input to nlhf_theory: the message names the argument and the violated condition."""
 
 
-def tolerance(dtype) -> float:
-    """Absolute tolerance used to validate probabilities stored in ``dtype``.
+def validation_tolerance(dtype) -> float:
+    """Absolute tolerance to which input probabilities stored in ``dtype`` must be exact.
 
-    float64 data must be exact to 1e-9, float32 (and lower) data to 1e-5.
+    float64 data must be exact to 1e-9, float32 (and lower) data to 1e-5. (Computed results
+    are compared with :func:`nlhf_theory.testing.tolerance`, a different, tighter notion.)
     """
     return 1e-9 if np.dtype(dtype) == np.float64 else 1e-5
 
@@ -59,7 +61,7 @@ def check_beta(beta, name: str = "beta") -> float:
 
 def check_simplex(arr: np.ndarray, name: str, *, strictly_positive: bool = False) -> np.ndarray:
     """Check that every row (last axis) of ``arr`` is a distribution; return it renormalized."""
-    tol = tolerance(arr.dtype)
+    tol = validation_tolerance(arr.dtype)
     if strictly_positive and np.any(arr <= 0):
         raise InvalidInputError(f"{name}: every entry must be > 0 (found min {arr.min():.3g})")
     if np.any(arr < -tol):
@@ -101,3 +103,66 @@ def prompt_distribution(prompt_weights, num_prompts: int, dtype) -> np.ndarray:
     prompt_weights = float_array(prompt_weights, "prompt_weights").astype(dtype)
     check_shape(prompt_weights, "prompt_weights", (num_prompts,), "one weight per prompt")
     return check_simplex(prompt_weights, "prompt_weights")
+
+
+# Hyper-parameters -------------------------------------------------------------------------
+def traced(value) -> bool:
+    """True for a traced jax value (a hyper-parameter swept by ``vmap``, an array inside
+    ``jit``): its entries cannot be inspected, so value checks are skipped (a sweep's values
+    are checked concretely before tracing)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def concrete(value, name: str) -> float:
+    """``value`` as a float, for a default computed from it in Python (e.g. an integer period);
+    a traced (swept) value cannot be, and the error says to pass the dependent default."""
+    if traced(value):
+        raise InvalidInputError(
+            f"{name}: swept, but a default computed from it (period) needs a concrete value; "
+            "pass period explicitly when sweeping it")
+    return float(value)
+
+
+def positive(value, name: str) -> float:
+    """``value`` as a float; it must be finite and > 0 (traced values pass unchecked)."""
+    return value if traced(value) else checked_real(
+        value, name, lambda v: math.isfinite(v) and v > 0, "be finite and > 0")
+
+
+def unit_interval(value, name: str) -> float:
+    """``value`` as a float in [0, 1] (traced values pass unchecked)."""
+    return value if traced(value) else checked_real(
+        value, name, lambda v: 0.0 <= v <= 1.0, "lie in [0, 1]")
+
+
+def nonnegative(value, name: str) -> float:
+    """``value`` as a float; it must be finite and >= 0 (traced values pass unchecked)."""
+    return value if traced(value) else checked_real(
+        value, name, lambda v: math.isfinite(v) and v >= 0, "be finite and >= 0")
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1: an integer, or an integral real such as ``3.0`` (not a
+    string or a bool)."""
+    integral = (isinstance(value, (int, float, np.integer, np.floating))
+                and not isinstance(value, bool) and math.isfinite(value)
+                and float(value).is_integer())
+    if not integral or int(value) < 1:
+        raise InvalidInputError(f"{name}: must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_choice(value, name: str, choices):
+    """``value`` must be one of ``choices`` (a static option such as a mode or a form)."""
+    if value not in choices:
+        raise InvalidInputError(f"{name}: must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+#: How an algorithm computes expectations: exactly over the population, or from oracle draws.
+MODES = ("exact", "sampled")
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` must be ``"exact"`` or ``"sampled"``."""
+    return check_choice(mode, "mode", MODES)

@@ -3,28 +3,32 @@
 A Bradley-Terry-linear reward ``r_theta(x, y) = theta . phi(x, y)`` explains comparisons by
 ``Pr(y beats y' | x) = sigma(r_theta(x, y) - r_theta(x, y'))``; its MAP estimate under a
 Gaussian prior ``N(0, I / ridge)`` is the ridge-regularized logistic regression on the
-differences ``psi = phi(x, y) - phi(x, y')``, fitted by
-:func:`~nlhf_theory.algorithms._equilibrium_learning.fit_linear_preference` (Newton's method on
-the comparison counts). Tabular rewards are the one-hot features of :func:`tabular_features`.
+differences ``psi = phi(x, y) - phi(x, y')``, :func:`fit_bt_reward` (Newton's method on the
+comparison counts). Tabular rewards are the one-hot features of :func:`tabular_features`. The
+fit, :class:`RewardFit` and :func:`tabular_features` are defined in
+:mod:`nlhf_theory.estimation` (re-exported here).
 Everything but :func:`best_of_n_policy` (exact float64 NumPy) runs under ``jax.jit``/``vmap``.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, check_simplex, float_array
-from nlhf_theory.algorithms._base import positive
-from nlhf_theory.algorithms._equilibrium_learning import (
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_simplex,
+    float_array,
+    traced,
+)
+from nlhf_theory.data import Dataset, sample_dataset
+from nlhf_theory.estimation import (
+    RewardFit,
     dataset_counts,
     elliptical_norm,
-    fit_linear_preference,
+    fit_bt_reward,
+    tabular_features,
 )
-from nlhf_theory.algorithms._offline import Dataset, sample_dataset
-from nlhf_theory.metrics._metrics import is_concrete
 
 __all__ = [
     "RewardFit",
@@ -35,29 +39,6 @@ __all__ = [
     "pessimistic_reward",
     "tabular_features",
 ]
-
-
-class RewardFit(NamedTuple):
-    """A Bradley-Terry MAP reward.
-
-    Attributes:
-      reward: (X, Y) fitted reward ``theta . phi(x, y)``.
-      theta: (d,) MAP parameter.
-      precision: (d, d) Laplace posterior precision (Fisher information plus prior),
-        ``ridge I + sum_{x, a<b} N[x, a, b] sigma'(psi theta) psi psi^T``.
-    """
-
-    reward: Any
-    theta: Any
-    precision: Any
-
-
-def tabular_features(num_prompts: int, num_responses: int):
-    """One-hot features ``phi(x, y) = e_{x Y + y}`` of shape (X, Y, X Y): the tabular reward."""
-    for name, value in (("num_prompts", num_prompts), ("num_responses", num_responses)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidInputError(f"{name}: must be an integer >= 1, got {value!r}")
-    return np.eye(num_prompts * num_responses).reshape(num_prompts, num_responses, -1)
 
 
 def comparison_counts(game, key, num_pairs, behaviour=None):
@@ -86,7 +67,7 @@ def comparison_counts(game, key, num_pairs, behaviour=None):
     sizes = np.atleast_1d(np.asarray(num_pairs))
     if sizes.ndim != 1 or not np.issubdtype(sizes.dtype, np.integer) or np.any(sizes < 1):
         raise InvalidInputError(f"num_pairs: must be integers >= 1, got {num_pairs!r}")
-    if behaviour is not None and is_concrete(behaviour):
+    if behaviour is not None and not traced(behaviour):
         mu = float_array(behaviour, "behaviour")
         if mu.shape != (game.num_prompts, game.num_responses):
             raise InvalidInputError(f"behaviour: expected shape {game.pi_ref.shape}, got "
@@ -99,49 +80,6 @@ def comparison_counts(game, key, num_pairs, behaviour=None):
     if np.ndim(num_pairs) == 0:
         return stats[0]
     return tuple(jnp.stack(s) for s in zip(*stats))
-
-
-def fit_bt_reward(wins, counts, phi, ridge: float = 1.0, steps: int = 25) -> RewardFit:
-    """Bradley-Terry MAP reward: ``argmax sum log sigma(r(y_w) - r(y_l)) - ridge |theta|^2 / 2``.
-
-    The reward is ``r(x, y) = theta . phi(x, y)``; the fit is the logistic regression of the
-    comparison counts on ``psi = phi(x, y) - phi(x, y')`` (each unordered pair once), i.e. the
-    MAP estimate under the prior ``theta ~ N(0, I / ridge)``. A tabular reward (``phi`` one-hot)
-    is identified only up to a constant per prompt; the prior picks the minimum-norm one.
-
-    Args:
-      wins: (X, Y, Y) ``W[x, a, b]``, comparisons of ``{a, b}`` won by ``a``.
-      counts: (X, Y, Y) ``N = N^T``, comparisons of ``{a, b}``.
-      phi: (X, Y, d) response features.
-      ridge: prior precision ``lambda`` > 0.
-      steps: Newton iterations.
-
-    Returns:
-      A :class:`RewardFit` (reward, MAP parameter, Laplace posterior precision).
-
-    References:
-      Chaudhari et al. 2024, arXiv:2404.08555, Sec. 2.1 and 4.2 (reward modelling as MAP under
-      the BT likelihood); Zhu, Jordan & Jiao 2023, arXiv:2301.11270, Sec. 3 (the BTL MLE).
-    """
-    phi = jnp.asarray(phi)
-    if phi.ndim != 3 or phi.shape[:2] != tuple(np.shape(counts))[:2]:
-        raise InvalidInputError(f"phi: expected shape (X, Y, d) with (X, Y) = "
-                                f"{tuple(np.shape(counts))[:2]}, got {tuple(phi.shape)}")
-    if tuple(np.shape(wins)) != tuple(np.shape(counts)):
-        raise InvalidInputError(f"wins: expected the shape of counts {np.shape(counts)}, got "
-                                f"{np.shape(wins)}")
-    ridge = positive(ridge, "ridge")
-    wins = jnp.asarray(wins)
-    phi = phi.astype(wins.dtype)
-    psi = phi[:, :, None, :] - phi[:, None, :, :]
-    fit = fit_linear_preference(wins, jnp.asarray(counts, wins.dtype), psi, "logistic", ridge,
-                                steps)
-    Y = phi.shape[1]
-    upper = jnp.triu(jnp.ones((Y, Y), dtype=bool), 1)[None]
-    weight = jnp.where(upper, counts * fit.slope, 0.0)
-    precision = (ridge * jnp.eye(phi.shape[-1], dtype=phi.dtype)
-                 + jnp.einsum("xab,xabd,xabe->de", weight, psi, psi))
-    return RewardFit(phi @ fit.theta, fit.theta, precision)
 
 
 def pessimistic_reward(fit: RewardFit, phi, confidence: float, baseline=None):
@@ -166,7 +104,7 @@ def pessimistic_reward(fit: RewardFit, phi, confidence: float, baseline=None):
       Zhu, Jordan & Jiao 2023, arXiv:2301.11270, Sec. 3.2 (pessimistic MLE); Chaudhari et al.
       2024, arXiv:2404.08555, Sec. 6.2.
     """
-    if is_concrete(confidence) and not float(confidence) >= 0:
+    if not traced(confidence) and not float(confidence) >= 0:
         raise InvalidInputError(f"confidence: must be >= 0, got {confidence!r}")
     phi = jnp.asarray(phi, fit.reward.dtype)
     if phi.shape[:2] != fit.reward.shape or phi.shape[-1] != fit.theta.shape[0]:

@@ -6,27 +6,21 @@ population fit under a product pair distribution ``mu x mu`` ranks the responses
 the ``mu``-weighted Borda count (Siththaranjan et al. 2023, arXiv:2312.08358, Thm. 3.1, for
 uniform ``mu``), which can differ from the Condorcet winner and the maximal lottery (the Nash
 solution of Munos et al. 2023, arXiv:2312.00886). Rewards are returned mean-centred per
-prompt: BT identifies ``r`` only up to an additive ``c(x)``.
+prompt: BT identifies ``r`` only up to an additive ``c(x)``. The finite-sample fit
+:func:`bradley_terry_fit` is defined in :mod:`nlhf_theory.estimation` (re-exported here).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from nlhf_theory._validation import (
-    InvalidInputError,
     check_shape,
     check_simplex,
-    checked_real,
     float_array,
 )
-from nlhf_theory.algorithms._base import float64_mode
-from nlhf_theory.algorithms._equilibrium_learning import fit_linear_preference
-from nlhf_theory.games._game import PreferenceGame
+from nlhf_theory.estimation import bradley_terry_fit
+from nlhf_theory.games import PreferenceGame
 
 __all__ = [
     "borda_count",
@@ -61,86 +55,6 @@ def _behaviour(behaviour, num_prompts: int, num_responses: int) -> np.ndarray:
         mu = np.broadcast_to(mu, (num_prompts, num_responses))
     check_shape(mu, "behaviour", (num_prompts, num_responses), "(Y,) or (X, Y)")
     return check_simplex(mu, "behaviour", strictly_positive=True)
-
-
-@partial(jax.jit, static_argnames="steps")
-def _fit_rewards(wins, counts, ridge, steps):
-    """Mean-centred MAP rewards of a batch of (Y, Y) count matrices (vmapped Newton fits)."""
-    Y = wins.shape[-1]
-    eye = jnp.eye(Y, dtype=wins.dtype)
-    psi = (eye[:, None, :] - eye[None, :, :])[None]  # psi[y, y'] = e_y - e_y': r.psi = r_y - r_y'
-
-    def one(w, n):
-        theta = fit_linear_preference(w[None], n[None], psi, "logistic", ridge, steps).theta
-        return theta - theta.mean()
-
-    return jax.vmap(one)(wins, counts)
-
-
-def _stationarity(wins, counts, rewards, ridge) -> np.ndarray:
-    """``max_y |ridge r_y - sum_{y'} (W[y, y'] - N[y, y'] sigma(r_y - r_y'))|`` per matrix."""
-    fitted = counts * _sigmoid(rewards[..., :, None] - rewards[..., None, :])
-    residual = ridge * rewards - (wins - fitted).sum(-1)
-    return np.abs(residual).max(-1)
-
-
-def bradley_terry_fit(wins, counts, *, ridge: float = 1.0, steps: int = 50) -> np.ndarray:
-    """MAP Bradley-Terry rewards from pairwise comparison counts (batched over leading axes).
-
-    ``r_hat = argmin_r sum_{y < y'} -[W log sigma(r_y - r_y') + (N - W) log sigma(r_y' - r_y)]
-    + ridge ||r||^2 / 2`` per (Y, Y) matrix: logistic regression on the one-hot difference
-    features ``psi(y, y') = e_y - e_y'``, solved by
-    :func:`~nlhf_theory.algorithms.fit_linear_preference` (Newton) in float64 and vmapped over
-    every leading axis (seeds, prompts). The ridge is a Gaussian prior ``N(0, 1 / ridge)`` on
-    each reward (the MAP of Chaudhari et al.'s Sec. 2.1); it leaves the mean of ``r``
-    unidentified by the data at 0, so the rewards come out mean-centred.
-
-    Args:
-      wins: (..., Y, Y) ``W[y, y']``, comparisons of ``{y, y'}`` won by ``y``.
-      counts: (..., Y, Y) ``N[y, y'] = N[y', y]``, comparisons of ``{y, y'}``; ``W + W^T = N``
-        off the diagonal (the diagonal is ignored).
-      ridge: the prior precision ``lambda`` > 0. Tiny values give the maximum-likelihood fit,
-        which is finite only if no set of responses wins all its comparisons with the rest
-        (otherwise the MAP rewards grow like ``log(1 / ridge)``).
-      steps: Newton iterations.
-
-    Returns:
-      (..., Y) float64 rewards, mean-centred over the last axis.
-
-    Raises:
-      InvalidInputError: bad counts or ``steps``, or Newton's method did not reach a
-        stationary point in ``steps`` iterations.
-
-    References:
-      Bradley & Terry 1952, Biometrika 39(3/4); Chaudhari et al. 2024, arXiv:2404.08555,
-      Sec. 2.1 and 4.2 (reward modeling as MAP under the BT likelihood).
-    """
-    W = float_array(wins, "wins").astype(np.float64)
-    N = float_array(counts, "counts").astype(np.float64)
-    if W.ndim < 2 or W.shape[-1] != W.shape[-2]:
-        raise InvalidInputError(f"wins: expected shape (..., Y, Y), got {W.shape}")
-    check_shape(N, "counts", W.shape, "the shape of wins")
-    ridge = checked_real(ridge, "ridge", lambda v: np.isfinite(v) and v > 0, "be finite and > 0")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InvalidInputError(f"steps: must be an integer >= 1, got {steps!r}")
-    off = ~np.eye(W.shape[-1], dtype=bool)
-    W, N = np.where(off, W, 0.0), np.where(off, N, 0.0)
-    scale = max(1.0, float(N.max(initial=0.0)))
-    if np.any(N < 0) or np.any(np.abs(N - np.swapaxes(N, -1, -2)) > 1e-9 * scale):
-        raise InvalidInputError("counts: must be >= 0 and symmetric, N[y, y'] = N[y', y]")
-    if np.any(W < -1e-9 * scale) or np.any(np.abs(W + np.swapaxes(W, -1, -2) - N) > 1e-9 * scale):
-        raise InvalidInputError("wins: must be >= 0 with W + W^T = counts off the diagonal")
-    shape = W.shape
-    with float64_mode():
-        rewards = np.asarray(_fit_rewards(jnp.asarray(W.reshape((-1,) + shape[-2:])),
-                                          jnp.asarray(N.reshape((-1,) + shape[-2:])),
-                                          ridge, int(steps))).reshape(shape[:-1])
-    worst = float(_stationarity(W, N, rewards, ridge).max(initial=0.0))
-    if not np.isfinite(worst) or worst > 1e-8 * max(1.0, float(N.sum(-1).max(initial=0.0))):
-        raise InvalidInputError(
-            f"wins: the Bradley-Terry fit did not converge in {steps} Newton steps (stationarity "
-            f"residual {worst:.2g}): raise steps, or ridge if the comparisons are separable")
-    return rewards
 
 
 def bradley_terry_projection(P, behaviour=None, *, ridge: float = 1e-12) -> np.ndarray:

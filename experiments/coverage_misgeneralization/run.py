@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.special import xlogy
 
 import nlhf_theory as nt
-from nlhf_theory.algorithms._base import float64_mode
+from nlhf_theory.algorithms import float64_mode
 from nlhf_theory.reproduce import Check
 
 METHODS = ("map", "pessimistic")

@@ -156,30 +156,10 @@ def classify(run: pd.DataFrame, thresholds: dict) -> str:
 
 
 def documented_target(method: str) -> str:
-    """The ``target`` attribute the library documents for ``method`` (docs/algorithms.md)."""
+    """The kind of ``target`` the library gives ``method`` with this experiment's settings."""
     algorithm = make_algorithm(nt.ALGORITHMS, method, 0.1, "exact",
                                hyperparameters(method, 0.1, 1000, 3))
-    return algorithm.target
-
-
-def nash_md_pg_stationary(game: nt.PreferenceGame, beta: float, mixture: float,
-                          iterations: int = 3000, damping: float = 0.3):
-    """Nash-MD-PG(m)'s stationary point ``pi = softmax(log pi_ref + P pi_mix / beta)``, with
-    ``pi_mix ∝ pi^{1-m} pi_ref^m`` (Calandriello et al. 2024, Sec. 4), by damped fixed-point
-    iteration; None when the iteration has not converged (residual above 1e-10)."""
-    log_ref = np.log(game.pi_ref)
-    pi = game.pi_ref.copy()
-
-    def image(pi):
-        mix = np.exp((1 - mixture) * np.log(pi) + mixture * log_ref)
-        mix /= mix.sum(-1, keepdims=True)
-        logits = log_ref + np.einsum("xij,xj->xi", game.P, mix) / beta
-        out = np.exp(logits - logits.max(-1, keepdims=True))
-        return out / out.sum(-1, keepdims=True)
-
-    for _ in range(iterations):
-        pi = (1 - damping) * pi + damping * image(pi)
-    return pi if np.abs(image(pi) - pi).max() <= 1e-10 else None
+    return algorithm.target.kind
 
 
 _ALIASES = {}
@@ -205,7 +185,9 @@ def _aliases(label, spec, beta, thresholds):
     if "reward" in spec:
         policies["RLHF optimum"] = reward_optimum(spec, game, beta)
     if label == "elsewhere":  # Nash-MD-PG(m)'s own stationary point
-        policies["elsewhere"] = nash_md_pg_stationary(game, beta, config.NASH_MD_PG_MIXTURE)
+        fixed = nt.solve_mixture_fixed_point(game, beta, config.NASH_MD_PG_MIXTURE,
+                                             on_failure="return")
+        policies["elsewhere"] = fixed.policy if fixed.converged else None
     policy = policies.get(label)
     if policy is None:
         return {label}
@@ -223,8 +205,9 @@ def expected(method: str, spec: dict, beta: float, thresholds: dict) -> set:
     target = documented_target(method)
     has_reward = "reward" in spec
     if target == "regularized_nash":
-        # Nash-MD-PG's target is pi*_beta only for mixture 0; else its own stationary point
-        base = "elsewhere" if method == "nash_md_pg" else "pi*_beta"
+        base = "pi*_beta"
+    elif target == "stationary_point":  # Nash-MD-PG(m > 0): its own biased fixed point
+        base = "elsewhere"
     elif target == "nash":
         base = "maximal lottery"
     elif target == "none":  # a Bradley-Terry game has a dominant response: MWU converges to it

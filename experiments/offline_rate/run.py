@@ -45,7 +45,6 @@ from nlhf_theory.algorithms import (
     run_sweep,
 )
 from nlhf_theory.algorithms import _pessimism as pessimism
-from nlhf_theory.algorithms._equilibrium_learning import fit_linear_preference
 from nlhf_theory.reproduce import Check, fit_slope
 
 #: The equilibrium learners: the paper's joint version-space pessimism (``bonus="joint"``,
@@ -248,8 +247,9 @@ def population_reward(game, mu, phi=None) -> np.ndarray:
     counts = expected_counts(mu, game.prompt_weights)
     psi = phi[:, :, None, :] - phi[:, None, :, :]
     with nt.algorithms.float64_mode():
-        fit = fit_linear_preference(jnp.asarray(counts * game.P), jnp.asarray(counts),
-                                    jnp.asarray(psi), "logistic", 1e-10)
+        fit = nt.estimation.fit_linear_preference(jnp.asarray(counts * game.P),
+                                                  jnp.asarray(counts), jnp.asarray(psi),
+                                                  "logistic", 1e-10)
         return phi @ np.asarray(fit.theta)
 
 

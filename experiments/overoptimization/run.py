@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import optimize
 
 import nlhf_theory as nt
-from nlhf_theory.algorithms._base import float64_mode
+from nlhf_theory.algorithms import float64_mode
 from nlhf_theory.reproduce import Check
 
 #: Gao et al.'s functional forms of the gold reward gain against d = sqrt(KL) (their eq. 1-2).

@@ -4,9 +4,9 @@ import itertools
 
 import numpy as np
 
+from nlhf_theory._arrays import float64_mode
 from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.algorithms._base import Algorithm, PolicyState, float64_mode
-from nlhf_theory.algorithms._coverage import expected_counts, linear_coverage_coefficient
+from nlhf_theory.algorithms._base import Algorithm, PolicyState
 from nlhf_theory.algorithms._defaults import (
     DEFAULT_RULES,
     PAYOFF_BOUND,
@@ -17,13 +17,12 @@ from nlhf_theory.algorithms._defaults import (
     mirror_step,
 )
 from nlhf_theory.algorithms._equilibrium_learning import (
-    coverage_coefficient,
     greedy_mle_nash,
     optimistic_nlhf,
     pessimistic_nlhf,
 )
-from nlhf_theory.algorithms._mirror import comal, dno, inpo, mpo, nash_md, sppo, win_rates
-from nlhf_theory.algorithms._offline import Dataset, dpo, ipo, rlhf_bt, sample_dataset, slic
+from nlhf_theory.algorithms._mirror import comal, dno, inpo, mpo, nash_md, sppo
+from nlhf_theory.algorithms._offline import dpo, ipo, rlhf_bt, slic
 from nlhf_theory.algorithms._pairwise import (
     egpo,
     ipo_md,
@@ -39,8 +38,16 @@ from nlhf_theory.algorithms._run import (
     run_algorithm,
     run_sweep,
 )
-from nlhf_theory.algorithms._sail import sail, sail_dp, sail_pp, sail_pr
+from nlhf_theory.algorithms._sail import sail, sail_dp, sail_objective, sail_pp, sail_pr
+from nlhf_theory.algorithms._targets import KINDS as TARGET_KINDS
+from nlhf_theory.algorithms._targets import Target, bradley_terry_reward
 from nlhf_theory.algorithms._uncertainty import linear_uncertainty, uncertainty_ratio
+from nlhf_theory.data import Dataset, sample_dataset, win_rates
+from nlhf_theory.estimation import (
+    coverage_coefficient,
+    expected_counts,
+    linear_coverage_coefficient,
+)
 
 #: Registry of the algorithms by snake_case name (factories of :class:`Algorithm`).
 ALGORITHMS = {
@@ -129,6 +136,9 @@ __all__ = [
     "Algorithm",
     "Dataset",
     "PolicyState",
+    "TARGET_KINDS",
+    "Target",
+    "bradley_terry_reward",
     "comal",
     "coverage_coefficient",
     "dno",
@@ -142,6 +152,7 @@ __all__ = [
     "ipo_md",
     "linear_coverage_coefficient",
     "linear_uncertainty",
+    "make_algorithm",
     "mpo",
     "nash_md",
     "nash_md_pg",
@@ -157,6 +168,7 @@ __all__ = [
     "sail",
     "sail_dp",
     "sail_pp",
+    "sail_objective",
     "sail_pr",
     "sample_dataset",
     "slic",

@@ -29,7 +29,9 @@ import math
 
 import jax.numpy as jnp
 
-from nlhf_theory.algorithms._base import positive
+from nlhf_theory._validation import (
+    positive,
+)
 
 #: ``L = max |P - 1/2|``: at most 1/2 on any preference game.
 PAYOFF_BOUND = 0.5

@@ -4,7 +4,8 @@ The learner keeps tabular comparison statistics per prompt: ``N[x, a, b] = N[x, 
 number of comparisons of the pair ``{a, b}``, and ``W[x, a, b]``, the number won by ``a``
 (so ``W + W^T = N``). In the exact mode these are expected counts (a batch of ``m``
 comparisons adds ``m Pr(pair)`` and ``m Pr(pair) P``), in the sampled mode Bernoulli draws
-from the oracle. The maximum-likelihood preference is ``P_hat = W / N`` (1/2 where ``N = 0``).
+from the oracle. The maximum-likelihood preference is ``P_hat = W / N`` (1/2 where ``N = 0``);
+the estimates and fits are those of :mod:`nlhf_theory.estimation`.
 The equilibria of the estimated games are computed by the certified float64 solvers of
 :mod:`nlhf_theory.equilibria` through ``jax.pure_callback``, so these algorithms run inside the
 jit-compiled, vmapped :func:`~nlhf_theory.algorithms.run` driver like the others.
@@ -18,25 +19,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.algorithms import _pessimism
-from nlhf_theory.algorithms._base import (
-    Algorithm,
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_choice,
+    check_mode,
     nonnegative,
     positive,
     positive_int,
     traced,
     unit_interval,
 )
-from nlhf_theory.algorithms._mirror import check_mode
-from nlhf_theory.algorithms._offline import check_dataset, sample_dataset
+from nlhf_theory.algorithms import _pessimism
+from nlhf_theory.algorithms._base import Algorithm
+from nlhf_theory.algorithms._targets import regularized_nash_target
 from nlhf_theory.algorithms._uncertainty import (
     linear_enhancer,
     linear_proxy_enhancer,
     tabular_enhancer,
     tabular_proxy_enhancer,
 )
-from nlhf_theory.equilibria._regularized import _minimize_h
+from nlhf_theory.data import check_dataset, sample_dataset
+from nlhf_theory.equilibria import kl_game_max_policy
+from nlhf_theory.estimation import check_features, dataset_counts, estimate, fit_linear_preference
 
 ENHANCERS = ("uncertainty", "uncertainty_proxy", "self_play", "uniform", "reference",
              "best_of_n")
@@ -58,112 +62,7 @@ class CountState(NamedTuple):
     step: Any
 
 
-# Statistics ---------------------------------------------------------------------------------
-def mle_preference(wins, counts, prior: float = 0.0):
-    """``P_hat = (W + prior / 2) / (N + prior)``, and 1/2 where no comparison was made."""
-    total = counts + prior
-    safe = jnp.where(total > 0, total, 1.0)
-    return jnp.where(total > 0, (wins + 0.5 * prior) / safe, 0.5)
-
-
-LINKS = ("logistic", "identity")
-
-
-class LinearFit(NamedTuple):
-    """A linear preference model fitted to comparison counts.
-
-    Attributes:
-      p_hat: (X, Y, Y) fitted preference ``link(psi theta)``.
-      theta: (d,) fitted parameter.
-      design: (d, d) ``lambda I + sum_{x, a<b} N[x, a, b] psi psi^T``.
-      slope: (X, Y, Y) derivative of the link at ``psi theta`` (1 for the identity link).
-    """
-
-    p_hat: Any
-    theta: Any
-    design: Any
-    slope: Any
-
-
-def fit_linear_preference(wins, counts, features, link="logistic", ridge=1.0, steps=25):
-    """Fit ``P_theta = link(theta . psi)`` to comparison counts (they are sufficient statistics).
-
-    Logistic link: ridge-regularized maximum likelihood (logistic regression) by Newton's
-    method; identity link: ridge least squares of the win frequencies (one Newton step is
-    exact). Each unordered pair ``a < b`` counts once; ``psi`` is antisymmetric, so the fit is
-    skew by construction.
-
-    Args:
-      wins, counts: (X, Y, Y) comparison statistics.
-      features: (X, Y, Y, d) antisymmetric features ``psi``.
-      link: ``"logistic"`` or ``"identity"``.
-      ridge: ``lambda`` > 0.
-      steps: Newton iterations.
-
-    Returns:
-      A :class:`LinearFit`.
-
-    References:
-      Ye et al. 2024, arXiv:2402.07314, Sec. 5 (linear preference classes); reference note
-      ``nlhf_algorithms.md`` Sec. 6.4 (MLE of the linear-logistic model).
-    """
-    psi = jnp.asarray(features, wins.dtype)
-    Y = psi.shape[1]
-    upper = jnp.triu(jnp.ones((Y, Y), dtype=bool), 1)[None]
-    N = jnp.where(upper, counts, 0.0)
-    W = jnp.where(upper, wins, 0.0)
-    eye = jnp.eye(psi.shape[-1], dtype=psi.dtype)
-
-    def model(theta):
-        z = psi @ theta
-        if link == "identity":
-            return 0.5 + z, jnp.ones_like(z)
-        g = jax.nn.sigmoid(z)
-        return g, g * (1.0 - g)
-
-    def newton(_, theta):
-        g, slope = model(theta)
-        grad = ridge * theta - jnp.einsum("xab,xabd->d", W - N * g, psi)
-        hess = ridge * eye + jnp.einsum("xab,xabd,xabe->de", N * slope, psi, psi)
-        return theta - jnp.linalg.solve(hess, grad)
-
-    theta = jax.lax.fori_loop(0, steps if link == "logistic" else 1, newton,
-                              jnp.zeros(psi.shape[-1], psi.dtype))
-    p_hat, slope = model(theta)
-    design = ridge * eye + jnp.einsum("xab,xabd,xabe->de", N, psi, psi)
-    return LinearFit(jnp.clip(p_hat, 0.0, 1.0), theta, design, slope)
-
-
-def check_features(features, link, ridge):
-    """Validate the linear-model arguments shared by the equilibrium learners."""
-    if link not in LINKS:
-        raise InvalidInputError(f"link: must be one of {LINKS}, got {link!r}")
-    ridge = positive(ridge, "ridge")
-    if features is None:
-        return None, ridge
-    psi = np.asarray(features, dtype=np.float64)
-    if psi.ndim != 4 or psi.shape[1] != psi.shape[2]:
-        raise InvalidInputError(f"features: expected shape (X, Y, Y, d), got {psi.shape}")
-    if np.max(np.abs(psi + np.swapaxes(psi, 1, 2))) > 1e-9:
-        raise InvalidInputError("features: must be antisymmetric, psi(x, y, y') = -psi(x, y', y)")
-    return psi, ridge
-
-
-def estimate(wins, counts, features, link, ridge, prior=0.0):
-    """``(P_hat, fit)``: tabular MLE (``fit`` None) or the fitted linear model."""
-    if features is None:
-        return mle_preference(wins, counts, prior), None
-    fit = fit_linear_preference(wins, counts, features, link, ridge)
-    return fit.p_hat, fit
-
-
-def elliptical_norm(vectors, design):
-    """``||v||_{design^-1}`` over the last axis of ``vectors``."""
-    solved = jnp.linalg.solve(design, jnp.moveaxis(vectors, -1, 0).reshape(design.shape[0], -1))
-    solved = jnp.moveaxis(solved.reshape((design.shape[0],) + vectors.shape[:-1]), 0, -1)
-    return jnp.sqrt(jnp.maximum(jnp.sum(vectors * solved, -1), 0.0))
-
-
+# Data ---------------------------------------------------------------------------------------
 def add_comparisons(wins, counts, game, first, second, mass, key, mode):
     """Add ``mass`` comparisons per prompt of ``a ~ first(. | x)`` against ``b ~ second``.
 
@@ -187,61 +86,11 @@ def add_comparisons(wins, counts, game, first, second, mass, key, mode):
     return wins, counts
 
 
-def dataset_counts(data, num_prompts, num_responses, dtype=jnp.float32):
-    """Comparison statistics ``(W, N)`` of a :class:`~nlhf_theory.algorithms.Dataset`."""
-    x, y, y2, label = data
-    shape = (num_prompts, num_responses, num_responses)
-    label = label.astype(dtype)
-    wins = jnp.zeros(shape, dtype).at[x, y, y2].add(label).at[x, y2, y].add(1.0 - label)
-    counts = jnp.zeros(shape, dtype).at[x, y, y2].add(1.0).at[x, y2, y].add(1.0)
-    return wins, counts
-
-
-def coverage_coefficient(policy, counts, *, per_prompt: bool = False):
-    """Unilateral coverage of a target ``policy`` by comparison counts.
-
-    ``C(x) = max_{pi2} sum_{a < b} w_ab(pi, pi2)^2 / (N_ab / n)`` with
-    ``w_ab = pi(a) pi2(b) - pi(b) pi2(a)`` and ``n = sum_{a<b} N_ab`` the comparisons of the
-    prompt: the squared out-of-sample error of the comparison ``pi vs pi2`` relative to the
-    in-sample design (a tabular version of the coefficient in Ye et al.'s Thm. 1; the maximum
-    over ``pi2`` of this convex function is at a pure response). Infinite when a pair with
-    ``w_ab != 0`` was never compared.
-
-    Args:
-      policy: (X, Y) target policy (e.g. the regularized equilibrium).
-      counts: (X, Y, Y) comparison counts ``N``.
-      per_prompt: return (X,) values instead of the maximum over prompts.
-
-    References:
-      Ye et al. 2024, arXiv:2402.07314, Thm. 1; Zhong et al. 2022, arXiv:2202.07511
-      (unilateral coverage in offline Markov games).
-    """
-    pi = np.asarray(policy, dtype=np.float64)
-    N = np.asarray(counts, dtype=np.float64)
-    X, Y = pi.shape
-    n = np.triu(N, 1).sum(axis=(1, 2))
-    values = np.zeros(X)
-    upper = np.triu(np.ones((Y, Y), dtype=bool), 1)
-    for x in range(X):
-        best = 0.0
-        for b in range(Y):  # pure opponent e_b
-            w = pi[x][:, None] * np.eye(Y)[b][None, :] - pi[x][None, :] * np.eye(Y)[b][:, None]
-            w2 = np.where(upper, w**2, 0.0)
-            if np.any((w2 > 0) & (N[x] == 0)):
-                best = np.inf
-                break
-            with np.errstate(divide="ignore", invalid="ignore"):
-                best = max(best, float(np.sum(np.where(w2 > 0, w2 / (N[x] / n[x]), 0.0))))
-        values[x] = best
-    return values if per_prompt else float(values.max())
-
-
 # Solvers through callbacks ------------------------------------------------------------------
 def _kl_game_host(Q, log_ref, beta):
     Q = np.asarray(Q, dtype=np.float64)
     log_ref = np.asarray(log_ref, dtype=np.float64)
-    _, p, *_ = _minimize_h(Q, log_ref, float(beta), 1e-12, 200, 400)
-    return p
+    return kl_game_max_policy(Q, log_ref, float(beta))
 
 
 def max_player_policy(Q, log_ref, beta):
@@ -285,7 +134,7 @@ def _one_shot(payoff_fn, beta, mode, num_pairs, behaviour, dataset):
     def update(state, game, key):  # the estimate uses all the data at once
         return state._replace(step=state.step + 1)
 
-    return Algorithm(init, update, lambda state: state.policy, "regularized_nash")
+    return Algorithm(init, update, lambda state: state.policy, regularized_nash_target(beta))
 
 
 def greedy_mle_nash(beta, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None,
@@ -305,8 +154,8 @@ def greedy_mle_nash(beta, *, mode="exact", num_pairs=1000, behaviour=None, datas
       dataset: a :class:`~nlhf_theory.algorithms.Dataset` instead of drawing one.
       prior: symmetric Beta pseudo-count added to every pair (0: the MLE; tabular model).
       features: (X, Y, Y, d) antisymmetric features of a linear preference model
-        ``link(theta . psi)`` fitted by :func:`fit_linear_preference` (logistic regression);
-        None for the tabular model.
+        ``link(theta . psi)`` fitted by :func:`~nlhf_theory.estimation.fit_linear_preference`
+        (logistic regression); None for the tabular model.
       link: ``"logistic"`` or ``"identity"`` (linear model).
       ridge: ridge ``lambda`` > 0 of the linear fit.
 
@@ -432,7 +281,7 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
     def update(state, game, key):  # the estimate uses all the data at once
         return state._replace(step=state.step + 1)
 
-    return Algorithm(init, update, lambda state: state.policy, "regularized_nash")
+    return Algorithm(init, update, lambda state: state.policy, regularized_nash_target(beta))
 
 
 def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "uncertainty",
@@ -500,8 +349,7 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
     """
     beta = positive(beta, "beta")
     batch_size = positive_int(comparisons_per_round, "comparisons_per_round")
-    if enhancer not in ENHANCERS:
-        raise InvalidInputError(f"enhancer: must be one of {ENHANCERS}, got {enhancer!r}")
+    check_choice(enhancer, "enhancer", ENHANCERS)
     lam = positive(regularization, "regularization")
     bound = positive(parameter_bound, "parameter_bound")
     num_candidates = positive_int(num_candidates, "num_candidates")
@@ -550,5 +398,5 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
         new_main = max_player_policy(estimate(wins, counts, psi, link, ridge)[0], log_ref, beta)
         return CountState(wins, counts, new_main, state.step + 1)
 
-    return Algorithm(init, update, lambda state: state.policy, "regularized_nash")
+    return Algorithm(init, update, lambda state: state.policy, regularized_nash_target(beta))
 

@@ -13,16 +13,20 @@ import jax
 import jax.numpy as jnp
 
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.algorithms._base import (
-    Algorithm,
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_choice,
+    check_mode,
     concrete,
-    log_softmax,
-    policy_from_logits,
     positive,
     positive_int,
-    reference_state,
     traced,
+)
+from nlhf_theory.algorithms._base import (
+    Algorithm,
+    log_softmax,
+    policy_from_logits,
+    reference_state,
 )
 from nlhf_theory.algorithms._defaults import (
     anchor_period,
@@ -31,55 +35,20 @@ from nlhf_theory.algorithms._defaults import (
     magnetic_step,
     mirror_step,
 )
-
-MODES = ("exact", "sampled")
-
-
-def check_mode(mode: str) -> str:
-    """``mode`` must be ``"exact"`` or ``"sampled"``."""
-    if mode not in MODES:
-        raise InvalidInputError(f"mode: must be one of {MODES}, got {mode!r}")
-    return mode
-
-
-def win_rates(game, opponent_logits, key, mode: str, batch_size: int):
-    """``(P pi_opp)(y | x)`` for every prompt and response, exact or sampled.
-
-    Sampled: for each ``(x, y)``, ``batch_size`` opponents ``y' ~ pi_opp(. | x)`` and labels
-    ``1[y beats y'] ~ Bernoulli(P[x, y, y'])`` from the oracle; the mean label is an unbiased
-    estimate of the exact win rate.
-
-    Args:
-      game: a :class:`~nlhf_theory.PreferenceGame`.
-      opponent_logits: (X, Y) log-probabilities of the opponent.
-      key: PRNG key (sampled mode).
-      mode: ``"exact"`` or ``"sampled"``.
-      batch_size: comparisons per response (sampled mode).
-
-    Returns:
-      (X, Y) win rates.
-    """
-    P = jnp.asarray(game.P)
-    if mode == "exact":
-        return jnp.einsum("xij,xj->xi", P, jnp.exp(opponent_logits))
-    X, Y = opponent_logits.shape
-    k_opp, k_lab = jax.random.split(key)
-    opp = jax.random.categorical(k_opp, opponent_logits[:, None, None, :], axis=-1,
-                                 shape=(X, Y, batch_size))
-    x = jnp.arange(X)[:, None, None]
-    y = jnp.arange(Y)[None, :, None]
-    probs = P[x, y, opp]
-    labels = jax.random.bernoulli(k_lab, probs)
-    return labels.mean(-1).astype(opponent_logits.dtype)
-
+from nlhf_theory.algorithms._targets import (
+    NO_TARGET,
+    nash_target,
+    regularized_nash_target,
+    stationary_target,
+)
+from nlhf_theory.data import pair_loss, win_rate_pair_loss, win_rates
 
 FORMS = ("mirror", "loss")
 
 
 def check_form(form: str, loss_steps, loss_learning_rate):
     """Validate the ``form`` of a mirror-descent algorithm and its inner optimizer."""
-    if form not in FORMS:
-        raise InvalidInputError(f"form: must be one of {FORMS}, got {form!r}")
+    check_choice(form, "form", FORMS)
     return positive_int(loss_steps, "loss_steps"), positive(loss_learning_rate,
                                                               "loss_learning_rate")
 
@@ -100,8 +69,6 @@ def inpo_loss_step(logits, anchor, game, key, mode, batch_size, eta, beta, steps
     ``pi_t``) is exactly the mirror step ``log pi_{t+1} = R + eta P pi_opp + c`` (INPO with
     ``pi_opp = pi_t``; Nash-MD with ``pi_opp = pi_mix``).
     """
-    from nlhf_theory.algorithms._pairwise import pair_loss  # _pairwise imports this module
-
     reference = eta * beta * anchor + (1.0 - eta * beta) * logits
     opponent = logits if opponent is None else opponent
     behaviour = (opponent, opponent)
@@ -146,7 +113,7 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
     ``form="gradient"`` is the parametric Nash-MD of the EGPO authors' tabular simulation: ONE
     gradient step ``theta_{t+1} = theta_t - learning_rate grad L(theta_t; pi_mix)`` on the
     uniform-pair online IPO loss against ``pi_mix``
-    (:func:`~nlhf_theory.algorithms._pairwise.win_rate_pair_loss`; sampled: ``pairs_per_prompt``
+    (:func:`~nlhf_theory.data.win_rate_pair_loss`; sampled: ``pairs_per_prompt``
     triples ``y, y' ~ Unif``, ``y'' ~ pi_mix`` per prompt, oracle labels). On ``Y`` responses
     it equals the mirror form with ``eta = 4 learning_rate / (beta Y)`` [derived]. The authors
     take the mixture weight ``true_lr * beta`` with ``true_lr = 2 lr / (beta Y)``: their runs
@@ -187,8 +154,7 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
     """
     beta = positive(beta, "beta")
     forms = FORMS + ("gradient",)
-    if form not in forms:
-        raise InvalidInputError(f"form: must be one of {forms}, got {form!r}")
+    check_choice(form, "form", forms)
     if learning_rate is not None:
         eta = positive(learning_rate, "learning_rate")
         if form != "gradient" and not (traced(eta) or traced(beta)) and eta * beta > 1:
@@ -213,8 +179,6 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
         mix = log_softmax((1.0 - mix_t * beta) * state.logits + mix_t * beta * log_ref)
         if form == "gradient":
-            from nlhf_theory.algorithms._pairwise import win_rate_pair_loss  # imports this
-
             grad = jax.grad(win_rate_pair_loss)(state.logits, game, mix, key, mode, pairs,
                                                 beta)
             return state.logits - eta * grad
@@ -224,8 +188,12 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
         return ((1.0 - eta_t * beta) * state.logits + eta_t * beta * log_ref
                 + eta_t * win_rates(game, mix, key, mode, comparisons))
 
-    return _md_algorithm(step, "regularized_nash", mode, comparisons_per_response,
-                         pairs_per_prompt)
+    if learning_rate is None and mixture_learning_rate is None:
+        target = regularized_nash_target(beta)
+    else:  # a constant mixture step: the biased fixed point of mixture eta_mix beta
+        target = stationary_target(beta, (eta if mixture_learning_rate is None else eta_mix)
+                                   * beta)
+    return _md_algorithm(step, target, mode, comparisons_per_response, pairs_per_prompt)
 
 
 def inpo(beta, learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
@@ -271,7 +239,7 @@ def inpo(beta, learning_rate=None, *, form: str = "mirror", loss_steps: int = 20
         return ((1.0 - eta * beta) * state.logits + eta * beta * log_ref
                 + eta * win_rates(game, state.logits, key, mode, comparisons))
 
-    return _md_algorithm(step, "regularized_nash", mode, comparisons_per_response,
+    return _md_algorithm(step, regularized_nash_target(beta), mode, comparisons_per_response,
                          pairs_per_prompt)
 
 
@@ -320,7 +288,7 @@ def sppo(learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
 
         return minimize_logits(loss, state.logits, *inner)
 
-    return _md_algorithm(step, "none", mode, comparisons_per_response, 1)
+    return _md_algorithm(step, NO_TARGET, mode, comparisons_per_response, 1)
 
 
 def dno(learning_rate=None, *, mode: str = "exact",
@@ -403,8 +371,7 @@ def _anchored(beta, learning_rate, period, target, mode, comparisons, pairs, for
     proximal objective (:func:`mmd_loss_step`). Arguments are validated by the callers' rules
     and here.
     """
-    if step_rule not in STEPS:
-        raise InvalidInputError(f"step_rule: must be one of {STEPS}, got {step_rule!r}")
+    check_choice(step_rule, "step_rule", STEPS)
     beta = positive(beta, "beta")
     eta = positive(learning_rate, "learning_rate")
     if step_rule == "inpo" and not (traced(eta) or traced(beta)) and eta * beta > 1:
@@ -529,7 +496,7 @@ def mpo(beta, learning_rate=None, period=None, *, form: str = "mirror",
                 f"{eta:g}")
     if period is None:
         period = magnet_period(concrete(beta, "beta"), concrete(eta, "learning_rate"))
-    return _anchored(beta, eta, period, "nash", mode, comparisons_per_response, 1, form,
+    return _anchored(beta, eta, period, nash_target(), mode, comparisons_per_response, 1, form,
                      loss_steps, loss_learning_rate, step_rule="mmd")
 
 
@@ -554,5 +521,5 @@ def comal(beta, learning_rate=None, period=None, *, form: str = "mirror",
                                                                    "learning_rate")
     if period is None:
         period = anchor_period(concrete(beta, "beta"), concrete(eta, "learning_rate"))
-    return _anchored(beta, eta, period, "nash", mode, comparisons_per_response,
+    return _anchored(beta, eta, period, nash_target(), mode, comparisons_per_response,
                      pairs_per_prompt, form, loss_steps, loss_learning_rate)

@@ -6,17 +6,16 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.algorithms._base import (
-    Algorithm,
-    log_softmax,
+from nlhf_theory import losses
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_mode,
     nonnegative,
-    policy_from_logits,
     positive,
     positive_int,
 )
+from nlhf_theory.algorithms._base import Algorithm, log_softmax, policy_from_logits
 from nlhf_theory.algorithms._defaults import (
     bradley_terry_rule,
     offline_dpo_rule,
@@ -24,20 +23,19 @@ from nlhf_theory.algorithms._defaults import (
     slic_rule,
     step_size,
 )
-from nlhf_theory.algorithms._mirror import check_mode
-from nlhf_theory.algorithms._pairwise import _LOSSES
+from nlhf_theory.algorithms._targets import NO_TARGET, ipo_optimum_target, reward_optimum_target
+from nlhf_theory.data import (
+    Dataset,
+    dataset_pair_loss,
+    expected_pair_loss,
+    initial_dataset,
+    pair_weights,
+)
 
+#: The offline pairwise losses by name.
+PAIR_LOSSES = {"dpo": losses.dpo_loss, "ipo": losses.ipo_loss, "slic": losses.slic_loss}
 #: Default learning-rate rules of the offline losses (:mod:`._defaults`).
 _RULES = {"dpo": offline_dpo_rule, "ipo": offline_ipo_rule, "slic": slic_rule}
-
-
-class Dataset(NamedTuple):
-    """Labelled comparisons ``(x_i, y_i, y'_i, label_i)``; ``label_i = 1[y_i beats y'_i]``."""
-
-    x: Any
-    y: Any
-    y_prime: Any
-    label: Any
 
 
 class OfflineState(NamedTuple):
@@ -48,54 +46,8 @@ class OfflineState(NamedTuple):
     step: Any
 
 
-def sample_dataset(game, key, num_pairs: int, behaviour=None) -> Dataset:
-    """Draw ``num_pairs`` comparisons: ``x ~ d0``, ``y, y' ~ mu(. | x)``, labels from the oracle.
-
-    Args:
-      game: a :class:`~nlhf_theory.PreferenceGame`.
-      key: PRNG key.
-      num_pairs: n >= 1.
-      behaviour: (X, Y) behaviour policy ``mu`` (default ``pi_ref``).
-    """
-    num_pairs = positive_int(num_pairs, "num_pairs")
-    mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
-    kx, ky, ky2, kl = jax.random.split(key, 4)
-    x = jax.random.categorical(kx, jnp.log(jnp.asarray(game.prompt_weights)), shape=(num_pairs,))
-    y = jax.random.categorical(ky, jnp.log(mu[x]), axis=-1)
-    y2 = jax.random.categorical(ky2, jnp.log(mu[x]), axis=-1)
-    return Dataset(x, y, y2, game.oracle(kl, x, y, y2))
-
-
-def check_dataset(data: Dataset, num_prompts: int, num_responses: int) -> Dataset:
-    """Validate index ranges and labels of a concrete dataset."""
-    arrays = [np.asarray(a) for a in data]
-    n = arrays[0].shape
-    for name, arr, high in zip(Dataset._fields, arrays, (num_prompts, num_responses,
-                                                        num_responses, 2)):
-        if arr.shape != n or arr.ndim != 1:
-            raise InvalidInputError(f"dataset.{name}: expected shape {n}, got {arr.shape}")
-        if name == "label":
-            if np.any((arr < 0) | (arr > 1)) or not np.all(np.isfinite(arr)):
-                raise InvalidInputError("dataset.label: labels must lie in [0, 1]")
-        elif not np.issubdtype(arr.dtype, np.integer) or np.any((arr < 0) | (arr >= high)):
-            raise InvalidInputError(
-                f"dataset.{name}: indices must be integers in [0, {high}), got range "
-                f"[{arr.min()}, {arr.max()}]")
-    return Dataset(*(jnp.asarray(a) for a in arrays))
-
-
-def initial_dataset(game, key, mode, num_pairs, behaviour, dataset) -> Dataset:
-    """The offline data of a method: ``dataset`` (checked), a sample of ``num_pairs``
-    comparisons from ``behaviour`` (sampled mode), or nothing (the exact mode's population)."""
-    if dataset is not None:
-        return check_dataset(dataset, game.num_prompts, game.num_responses)
-    if mode == "sampled":
-        return sample_dataset(game, key, num_pairs, behaviour)
-    return Dataset(*(jnp.zeros(0, jnp.int32) for _ in range(4)))
-
-
 def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset, target):
-    loss = _LOSSES[loss_name]
+    loss = PAIR_LOSSES[loss_name]
     beta = positive(beta, "beta")
     step = step_size(learning_rate, _RULES[loss_name](beta))
     mode = check_mode(mode)
@@ -111,14 +63,10 @@ def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
         if mode == "exact" and dataset is None:  # population data: pairs from mu x mu
             mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
-            weights = mu[:, :, None] * mu[:, None, :]
-            values = loss(logp[:, :, None], logp[:, None, :], log_ref[:, :, None],
-                          log_ref[:, None, :], jnp.asarray(game.P), beta)
-            return jnp.sum(jnp.asarray(game.prompt_weights) * jnp.sum(weights * values, (1, 2)))
-        x, y, y2, label = data
-        values = loss(logp[x, y], logp[x, y2], log_ref[x, y], log_ref[x, y2],
-                      label.astype(logits.dtype), beta)
-        return values.mean()
+            return expected_pair_loss(loss, logp, log_ref, jnp.asarray(game.P),
+                                      jnp.asarray(game.prompt_weights), pair_weights(mu, mu),
+                                      beta)
+        return dataset_pair_loss(loss, logp, log_ref, data, beta)
 
     def update(state, game, key):
         grad = jax.grad(objective)(state.logits, state.data, game)
@@ -153,7 +101,7 @@ def dpo(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=Non
       Rafailov et al. 2023, arXiv:2305.18290, eq. 7.
     """
     return _offline("dpo", beta, learning_rate, mode, num_pairs, behaviour, dataset,
-                    "reward_optimum")
+                    reward_optimum_target(beta))
 
 
 def ipo(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
@@ -166,7 +114,8 @@ def ipo(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=Non
     References:
       Azar et al. 2023, arXiv:2310.12036, Sec. 5.
     """
-    return _offline("ipo", beta, learning_rate, mode, num_pairs, behaviour, dataset, "none")
+    return _offline("ipo", beta, learning_rate, mode, num_pairs, behaviour, dataset,
+                    ipo_optimum_target(beta, behaviour))
 
 
 def slic(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=None, dataset=None):
@@ -178,7 +127,8 @@ def slic(beta, learning_rate=None, *, mode="exact", num_pairs=1000, behaviour=No
     References:
       Zhao et al. 2023, arXiv:2305.10425; Tang et al. 2024, arXiv:2402.05749, Table 1.
     """
-    return _offline("slic", beta, learning_rate, mode, num_pairs, behaviour, dataset, "none")
+    return _offline("slic", beta, learning_rate, mode, num_pairs, behaviour, dataset,
+                    NO_TARGET)
 
 
 for _f in (dpo, ipo, slic):
@@ -224,7 +174,7 @@ def rlhf_bt(beta, learning_rate=None, *, prior: float = 0.0, features=None, mode
     phi = None if features is None else jnp.asarray(features)
     if phi is not None and phi.ndim != 3:
         raise InvalidInputError(f"features: expected shape (X, Y, d), got {phi.shape}")
-    loss = _LOSSES["dpo"]
+    loss = losses.dpo_loss
 
     def reward(params):
         return params if phi is None else phi @ params
@@ -242,17 +192,13 @@ def rlhf_bt(beta, learning_rate=None, *, prior: float = 0.0, features=None, mode
 
     def objective(params, data, game):
         r = reward(params)
-        zero = jnp.zeros_like(r)
+        zero = jnp.zeros_like(r)  # the BT likelihood is DPO's loss in r with beta = 1
         if mode == "exact" and dataset is None:
             mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
-            weights = mu[:, :, None] * mu[:, None, :]
-            values = loss(r[:, :, None], r[:, None, :], zero[:, :, None], zero[:, None, :],
-                          jnp.asarray(game.P), 1.0)
-            nll = jnp.sum(jnp.asarray(game.prompt_weights) * jnp.sum(weights * values, (1, 2)))
+            nll = expected_pair_loss(loss, r, zero, jnp.asarray(game.P),
+                                     jnp.asarray(game.prompt_weights), pair_weights(mu, mu), 1.0)
         else:
-            x, y, y2, label = data
-            nll = loss(r[x, y], r[x, y2], zero[x, y], zero[x, y2],
-                       label.astype(r.dtype), 1.0).mean()
+            nll = dataset_pair_loss(loss, r, zero, data, 1.0)
         return nll + 0.5 * prior * jnp.sum(params**2)
 
     def update(state, game, key):
@@ -262,4 +208,4 @@ def rlhf_bt(beta, learning_rate=None, *, prior: float = 0.0, features=None, mode
     def policy(state):
         return jax.nn.softmax(state.log_ref + reward(state.params) / beta, axis=-1)
 
-    return Algorithm(init, update, policy, "reward_optimum")
+    return Algorithm(init, update, policy, reward_optimum_target(beta))

@@ -19,17 +19,21 @@ import jax
 import jax.numpy as jnp
 
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory._validation import (
+    check_choice,
+    check_mode,
+    nonnegative,
+    positive,
+    positive_int,
+    traced,
+    unit_interval,
+)
 from nlhf_theory.algorithms._base import (
     Algorithm,
     PolicyState,
     log_softmax,
-    nonnegative,
     policy_from_logits,
-    positive,
-    positive_int,
     reference_state,
-    unit_interval,
 )
 from nlhf_theory.algorithms._defaults import (
     ipo_pair_rule,
@@ -37,20 +41,24 @@ from nlhf_theory.algorithms._defaults import (
     policy_gradient_rule,
     step_size,
 )
-from nlhf_theory.algorithms._mirror import check_mode
+from nlhf_theory.algorithms._targets import (
+    NO_TARGET,
+    regularized_nash_target,
+    reward_optimum_target,
+    stationary_target,
+)
+from nlhf_theory.data import (
+    LABELS,
+    draw_labels,
+    draw_responses,
+    expected_win_rates,
+    pair_loss,
+    sample_mean,
+    win_rate_pair_loss,
+)
 
-_LOSSES = {"dpo": losses.dpo_loss, "ipo": losses.ipo_loss, "slic": losses.slic_loss}
 #: How online IPO draws its pairs: from the policy (Calandriello et al.) or uniformly (EGPO).
 PAIRS = ("policy", "uniform")
-#: Labels of the sampled mode: oracle draws, or the preference probabilities themselves.
-LABELS = ("bernoulli", "probability")
-
-
-def check_choice(value, name: str, choices):
-    """``value`` must be one of ``choices`` (a static option: a string)."""
-    if value not in choices:
-        raise InvalidInputError(f"{name}: must be one of {choices}, got {value!r}")
-    return value
 
 
 def geometric_mixture(logits, log_ref, weight):
@@ -58,107 +66,8 @@ def geometric_mixture(logits, log_ref, weight):
     return log_softmax((1.0 - weight) * logits + weight * log_ref)
 
 
-def _label(key, probabilities, labels, dtype):
-    """Oracle labels ``1[y > y'] ~ Bernoulli(p)`` (``"bernoulli"``) or ``p`` itself."""
-    if labels == "probability":
-        return probabilities.astype(dtype)
-    return jax.random.bernoulli(key, probabilities).astype(dtype)
-
-
-def pair_loss(loss, logits, game, behaviour, key, mode, batch_size, beta, log_ref=None,
-              labels="bernoulli"):
-    """Expected (exact) or empirical (sampled) pairwise loss of the policy ``softmax(logits)``.
-
-    Args:
-      loss: a function of :mod:`nlhf_theory.losses` with signature
-        ``(logp, logp_prime, ref, ref_prime, label, beta)``.
-      logits: (X, Y) logits of the trained policy.
-      game: the game (its ``P`` gives the labels).
-      behaviour: pair ``(log mu_1, log mu_2)`` of (X, Y) log-probabilities the pairs are drawn
-        from (treated as constants).
-      key, mode, batch_size: sampling controls.
-      beta: KL coefficient.
-      log_ref: (X, Y) log-probabilities of the loss's reference (default ``log pi_ref``).
-      labels: sampled mode: ``"bernoulli"`` (oracle draws) or ``"probability"`` (the label is
-        ``P[x, y, y']``).
-
-    Returns:
-      A scalar loss.
-    """
-    logp = log_softmax(logits)
-    log_ref = jnp.log(jnp.asarray(game.pi_ref)) if log_ref is None else log_ref
-    P = jnp.asarray(game.P)
-    d0 = jnp.asarray(game.prompt_weights)
-    mu1, mu2 = (jax.lax.stop_gradient(m) for m in behaviour)
-    if mode == "exact":
-        values = loss(logp[:, :, None], logp[:, None, :], log_ref[:, :, None],
-                      log_ref[:, None, :], P, beta)
-        weights = jnp.exp(mu1)[:, :, None] * jnp.exp(mu2)[:, None, :]
-        return jnp.sum(d0 * jnp.sum(weights * values, axis=(1, 2)))
-    X, _ = logits.shape
-    k1, k2, k3 = jax.random.split(key, 3)
-    y = jax.random.categorical(k1, mu1[:, None, :], axis=-1, shape=(X, batch_size))
-    y2 = jax.random.categorical(k2, mu2[:, None, :], axis=-1, shape=(X, batch_size))
-    x = jnp.arange(X)[:, None]
-    label = _label(k3, P[x, y, y2], labels, logits.dtype)
-    values = loss(logp[x, y], logp[x, y2], log_ref[x, y], log_ref[x, y2], label, beta)
-    return jnp.sum(d0 * values.mean(-1))
-
-
-def win_rate_pair_loss(logits, game, opponent, key, mode, batch_size, beta,
-                       labels="bernoulli"):
-    """EGPO's online IPO loss of ``softmax(logits)`` against ``pi' = exp(opponent)``.
-
-    Exact: ``sum_x d0(x) (1 / Y^2) sum_{y, y'} (h(y, y') - (P(y > pi') - P(y' > pi')) / beta)^2``
-    (every ordered pair, uniform weights). Sampled: per prompt, ``batch_size`` triples with
-    ``y, y' ~ Unif(Y)`` and one opponent ``y'' ~ pi'``, the target ``l - l'`` with
-    ``l ~ Bernoulli(P[x, y, y''])`` and ``l' ~ Bernoulli(P[x, y', y''])`` two independent oracle
-    comparisons (``labels="bernoulli"``) or ``P[x, y, y''] - P[x, y', y'']``
-    (``labels="probability"``, the authors' sampled mode); the loss is the mean over the
-    batch. The loss is :func:`nlhf_theory.losses.win_rate_ipo_loss`.
-
-    Args:
-      logits: (X, Y) logits of the trained policy.
-      game: the game.
-      opponent: (X, Y) normalized log-probabilities of ``pi'`` (treated as constants).
-      key, mode, batch_size: sampling controls (``batch_size`` triples per prompt).
-      beta: KL coefficient.
-      labels: ``"bernoulli"`` or ``"probability"`` (sampled mode).
-
-    Returns:
-      A scalar loss.
-
-    References:
-      Zhou, Fazel & Du 2025, arXiv:2503.08942; code ``zhourunlong/EGPO``,
-      ``simulations/loss_funcs.py``, ``online_ipo_1`` (exact) and ``online_ipo_1_sample``.
-    """
-    logp = log_softmax(logits)
-    log_ref = jnp.log(jnp.asarray(game.pi_ref))
-    P = jnp.asarray(game.P)
-    d0 = jnp.asarray(game.prompt_weights)
-    opponent = jax.lax.stop_gradient(opponent)
-    X, Y = logits.shape
-    if mode == "exact":
-        wins = jnp.einsum("xij,xj->xi", P, jnp.exp(opponent))
-        values = losses.win_rate_ipo_loss(logp[:, :, None], logp[:, None, :],
-                                          log_ref[:, :, None], log_ref[:, None, :],
-                                          wins[:, :, None], wins[:, None, :], beta)
-        return jnp.sum(d0 * values.mean(axis=(1, 2)))
-    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    y = jax.random.randint(k1, (X, batch_size), 0, Y)
-    y2 = jax.random.randint(k2, (X, batch_size), 0, Y)
-    y3 = jax.random.categorical(k3, opponent[:, None, :], axis=-1, shape=(X, batch_size))
-    x = jnp.arange(X)[:, None]
-    win = _label(k4, P[x, y, y3], labels, logits.dtype)
-    win_prime = _label(k5, P[x, y2, y3], labels, logits.dtype)
-    values = losses.win_rate_ipo_loss(logp[x, y], logp[x, y2], log_ref[x, y], log_ref[x, y2],
-                                      win, win_prime, beta)
-    return jnp.sum(d0 * values.mean(-1))
-
-
-def _online(loss_name, beta, learning_rate, mixture, mode, batch_size, extragradient, target,
+def _online(loss, beta, learning_rate, mixture, mode, batch_size, extragradient, target,
             pairs="policy", labels="bernoulli", rule=None):
-    loss = _LOSSES[loss_name]
     beta = positive(beta, "beta")
     step = step_size(learning_rate, rule)
     mixture = unit_interval(mixture, "mixture")
@@ -206,8 +115,8 @@ def online_dpo(beta, learning_rate=None, *, mode: str = "exact",
       Rafailov et al. 2023, arXiv:2305.18290 (the loss); Guo et al. 2024, "Direct language
       model alignment from online AI feedback", arXiv:2402.04792 (online DPO).
     """
-    return _online("dpo", beta, learning_rate, 0.0, mode, pairs_per_prompt, False,
-                   "reward_optimum", rule=online_dpo_rule(beta))
+    return _online(losses.dpo_loss, beta, learning_rate, 0.0, mode, pairs_per_prompt, False,
+                   reward_optimum_target(beta), rule=online_dpo_rule(beta))
 
 
 def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient: bool = False,
@@ -268,8 +177,9 @@ def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient
       Du 2025, arXiv:2503.08942 (the uniform-pair loss); code ``zhourunlong/EGPO``,
       ``simulations/loss_funcs.py``, ``online_ipo_1``, ``online_ipo_2`` (and ``_sample``).
     """
-    return _online("ipo", beta, learning_rate, 0.0, mode, pairs_per_prompt, extragradient,
-                   "regularized_nash", pairs, labels, rule=ipo_pair_rule(beta, pairs))
+    return _online(losses.ipo_loss, beta, learning_rate, 0.0, mode, pairs_per_prompt, extragradient,
+                   regularized_nash_target(beta), pairs, labels,
+                   rule=ipo_pair_rule(beta, pairs))
 
 
 def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
@@ -288,8 +198,8 @@ def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
     References:
       Calandriello et al. 2024, arXiv:2403.08635, Sec. 4 (IPO-MD).
     """
-    return _online("ipo", beta, learning_rate, mixture, mode, pairs_per_prompt, False,
-                   "regularized_nash", rule=ipo_pair_rule(beta, "policy"))
+    return _online(losses.ipo_loss, beta, learning_rate, mixture, mode, pairs_per_prompt, False,
+                   stationary_target(beta, mixture), rule=ipo_pair_rule(beta, "policy"))
 
 
 def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int = 64,
@@ -339,8 +249,9 @@ def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int
       code ``zhourunlong/EGPO``, ``simulations/loss_funcs.py``, ``extragradient`` and
       ``extragradient_sample``.
     """
-    return _online("ipo", beta, learning_rate, 0.0, mode, pairs_per_prompt, True,
-                   "regularized_nash", "uniform", labels, rule=ipo_pair_rule(beta, "uniform"))
+    return _online(losses.ipo_loss, beta, learning_rate, 0.0, mode, pairs_per_prompt, True,
+                   regularized_nash_target(beta), "uniform", labels,
+                   rule=ipo_pair_rule(beta, "uniform"))
 
 
 def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
@@ -378,18 +289,15 @@ def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
         d0 = jnp.asarray(game.prompt_weights)
         if mode == "exact":
             pi = jnp.exp(logp)
-            value = (jnp.sum(pi * jnp.einsum("xij,xj->xi", P, jnp.exp(opponent)), -1)
+            value = (jnp.sum(pi * expected_win_rates(P, jnp.exp(opponent)), -1)
                      - beta * jnp.sum(pi * (logp - log_ref), -1))
             return jnp.sum(d0 * value)
-        X, _ = logits.shape
         k1, k2, k3 = jax.random.split(key, 3)
-        y = jax.random.categorical(k1, jax.lax.stop_gradient(logp)[:, None, :], axis=-1,
-                                   shape=(X, batch_size))
-        y2 = jax.random.categorical(k2, opponent[:, None, :], axis=-1, shape=(X, batch_size))
-        x = jnp.arange(X)[:, None]
-        labels = jax.random.bernoulli(k3, P[x, y, y2]).astype(logits.dtype)
-        return jnp.sum(d0 * -losses.nash_md_pg_loss(logp[x, y], log_ref[x, y], labels,
-                                                    beta).mean(-1))
+        y = draw_responses(k1, jax.lax.stop_gradient(logp), batch_size)
+        y2 = draw_responses(k2, opponent, batch_size)
+        x = jnp.arange(logits.shape[0])[:, None]
+        labels = draw_labels(k3, P[x, y, y2], "bernoulli", logits.dtype)
+        return sample_mean(d0, -losses.nash_md_pg_loss(logp[x, y], log_ref[x, y], labels, beta))
 
     def init(game, key=None):
         return reference_state(game)
@@ -400,7 +308,7 @@ def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
         grad = jax.grad(objective)(state.logits, opponent, game, key)
         return PolicyState(log_softmax(state.logits + step(game) * grad), state.step + 1)
 
-    return Algorithm(init, update, policy_from_logits, "regularized_nash")
+    return Algorithm(init, update, policy_from_logits, stationary_target(beta, mixture))
 
 
 def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
@@ -441,9 +349,8 @@ def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
         if mode == "exact":
             bonus = jnp.sum(d0 * jnp.sum(jnp.exp(log_ref) * logp, -1))
         else:
-            X, _ = logits.shape
-            y = jax.random.categorical(k2, log_ref[:, None, :], axis=-1, shape=(X, batch_size))
-            bonus = jnp.sum(d0 * logp[jnp.arange(X)[:, None], y].mean(-1))
+            y = draw_responses(k2, log_ref, batch_size)
+            bonus = sample_mean(d0, logp[jnp.arange(logits.shape[0])[:, None], y])
         return value + alpha * bonus
 
     def init(game, key=None):
@@ -453,4 +360,6 @@ def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
         grad = jax.grad(objective)(state.logits, jax.lax.stop_gradient(state.logits), game, key)
         return PolicyState(log_softmax(state.logits - step(game) * grad), state.step + 1)
 
-    return Algorithm(init, update, policy_from_logits, "reward_optimum")
+    exact_dpo = not traced(alpha) and alpha == 0.0  # the bonus moves the fixed point
+    target = reward_optimum_target(beta) if exact_dpo else NO_TARGET
+    return Algorithm(init, update, policy_from_logits, target)

@@ -53,7 +53,7 @@ import numpy as np
 from scipy import special
 
 from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.equilibria._regularized import _minimize_h
+from nlhf_theory.equilibria import kl_game_max_policy
 
 BONUSES = ("joint", "vertex", "entrywise")
 #: Largest number of responses for which ``bonus="auto"`` solves the joint max-min.
@@ -706,7 +706,7 @@ class PessimismResult(NamedTuple):
 
 def fit_linear(wins, counts, features, link="logistic", ridge=1.0, steps=50):
     """``(theta_hat, design)``: ridge fit of ``P = link(theta . psi)`` to comparison counts
-    (NumPy twin of :func:`~nlhf_theory.algorithms._equilibrium_learning.fit_linear_preference`:
+    (NumPy twin of :func:`nlhf_theory.estimation.fit_linear_preference`, for the host callbacks:
     logistic regression by Newton's method, or ridge least squares for the identity link),
     with ``design = ridge I + sum_{x, a<b} N psi psi^T``."""
     psi = np.asarray(features, np.float64)
@@ -728,8 +728,7 @@ def fit_linear(wins, counts, features, link="logistic", ridge=1.0, steps=50):
 
 
 def _entrywise_policy(Q, log_ref, beta):
-    _, p, *_ = _minimize_h(np.asarray(Q, np.float64), log_ref, float(beta), 1e-12, 200, 400)
-    return p
+    return kl_game_max_policy(np.asarray(Q, np.float64), log_ref, float(beta))
 
 
 def pessimistic_policy(wins, counts, log_ref, prompt_weights, beta, *, bonus="joint",

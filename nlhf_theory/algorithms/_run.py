@@ -12,8 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from nlhf_theory._validation import InvalidInputError, check_beta
-from nlhf_theory.algorithms._base import float64_mode, positive_int
+from nlhf_theory._arrays import float64_mode
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_beta,
+    positive_int,
+)
 from nlhf_theory.equilibria import solve_regularized_nash
 from nlhf_theory.games import PreferenceGame, stack_games
 from nlhf_theory.metrics import duality_gap, exploitability, kl_to_ref, win_rate

@@ -32,26 +32,25 @@ random (equal in expectation).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
-from nlhf_theory.algorithms._base import (
-    Algorithm,
-    log_softmax,
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_choice,
+    check_mode,
     nonnegative,
-    policy_from_logits,
     positive,
     positive_int,
     traced,
     unit_interval,
 )
+from nlhf_theory.algorithms._base import Algorithm, log_softmax, policy_from_logits
 from nlhf_theory.algorithms._defaults import online_dpo_rule, step_size
-from nlhf_theory.algorithms._mirror import check_mode
-from nlhf_theory.algorithms._offline import Dataset, initial_dataset
+from nlhf_theory.algorithms._offline import OfflineState
+from nlhf_theory.algorithms._targets import reward_optimum_target
+from nlhf_theory.data import initial_dataset, pair_expectation, pair_weights
 
 VARIANTS = ("exact", "implemented")
 LABELS = ("bernoulli", "argmax")
@@ -61,12 +60,9 @@ LABELS = ("bernoulli", "argmax")
 AUTHORS_HOOK_SCALE = 8.0
 
 
-class SailState(NamedTuple):
-    """State of SAIL: logits, the offline dataset (sampled mode) and the step count."""
-
-    logits: Any
-    data: Dataset
-    step: Any
+#: SAIL's state: an :class:`~nlhf_theory.algorithms.OfflineState` (logits, the offline
+#: dataset of the sampled mode, the step count).
+SailState = OfflineState
 
 
 #: ``l = log sigma(h)``, ``y`` preferred to ``y'`` (:func:`nlhf_theory.losses.log_sigmoid_margin`).
@@ -117,14 +113,14 @@ def sail_objective(logits, game, data, key, *, beta, weights, coefficients, vari
         ell = _log_sigmoid_margin(a, b, ra, rb, beta)  # (X, Y, Y): y preferred to y'
         self_label = jnp.exp(ell)
         mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
-        data_pairs = mu[:, :, None] * mu[:, None, :]
+        data_pairs = pair_weights(mu, mu)
         on_policy = sg(jnp.exp(a) * jnp.exp(b))
         oracle = P if labels == "bernoulli" else argmax_labels(P)
 
         def expect(weight, values):
             # ordered pairs (y, y') with y the winner: a drawn pair (y1, y2) is oriented
             # either way, hence the factor 2 (the per-comparison expectation).
-            return 2.0 * jnp.sum(d0 * jnp.sum(weight * values, axis=(1, 2)))
+            return 2.0 * pair_expectation(d0, weight, values)
 
         # The terms of losses.sail_term, written out so that PP and PR share one response
         # term (the same floating-point results as before the term moved to losses).
@@ -235,8 +231,7 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
                                 f"{sum(weights):g}")
     coefficients = tuple(nonnegative(v, name) for v, name in
                          ((rho, "rho"), (pi, "pi"), (gamma, "gamma")))
-    if variant not in VARIANTS:
-        raise InvalidInputError(f"variant: must be one of {VARIANTS}, got {variant!r}")
+    check_choice(variant, "variant", VARIANTS)
     if hook_scale is None:
         hook_scale = AUTHORS_HOOK_SCALE if variant == "implemented" else 1.0
     elif variant != "implemented":
@@ -244,8 +239,7 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
                                 f"gradient has no hook), got variant={variant!r}")
     else:
         hook_scale = positive(hook_scale, "hook_scale")
-    if labels not in LABELS:
-        raise InvalidInputError(f"labels: must be one of {LABELS}, got {labels!r}")
+    check_choice(labels, "labels", LABELS)
     mode = check_mode(mode)
     batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
     num_pairs = positive_int(num_pairs, "num_pairs")
@@ -263,7 +257,7 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
         return state._replace(logits=log_softmax(state.logits + step(game) * grad),
                               step=state.step + 1)
 
-    return Algorithm(init, update, policy_from_logits, "reward_optimum")
+    return Algorithm(init, update, policy_from_logits, reward_optimum_target(beta))
 
 
 def sail_pr(beta, learning_rate=None, gamma: float = 0.3, g: float = 1.0, *, variant="exact",

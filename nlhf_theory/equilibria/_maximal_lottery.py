@@ -290,7 +290,9 @@ def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12
             p = _polished_lp(P[x], A[x], name)
         policy[x] = p
         used.append(name)
-    per_prompt = np.einsum("xij,xj->xi", P, policy).max(-1) - 0.5
+    # >= 0 exactly for a skew P (max_y (P pi)(y) >= pi^T P pi = 1/2); a negative value is the
+    # rounding of the matrix-vector product at an equalized support, reported as 0
+    per_prompt = np.maximum(np.einsum("xij,xj->xi", P, policy).max(-1) - 0.5, 0.0)
     weights = game.prompt_weights.astype(np.float64)
     result = NashResult(
         policy=policy, exploitability=float(weights @ per_prompt),

@@ -3,9 +3,9 @@ payoffs ``Q``), by a mirror-Newton method with conjugate gradients, batched over
 
 from __future__ import annotations
 
+import collections
 import math
 import time
-from typing import NamedTuple
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from nlhf_theory._validation import (
     check_beta,
     checked_real,
     float_array,
+    positive_int,
     prompt_distribution,
     reference_policy,
 )
@@ -26,15 +27,10 @@ _MAX_LOG_STEP = 20.0  # trust region of a mirror step: |log q_new - log q| <= 20
 _PATH_START = 0.05  # smaller beta are reached by path following from this one
 
 
-class _RegularizedNashFields(NamedTuple):
-    policy: np.ndarray
-    duality_gap: float
-    per_prompt_gap: np.ndarray
-    converged: bool
-    iterations: int
-    matvecs: int
-    seconds: float
-    tol: float = 1e-12
+#: Fields every certified result shares: the per-prompt certificate and the solver's effort.
+_CERTIFICATE_FIELDS = ("per_prompt_gap", "converged", "iterations", "matvecs", "seconds", "tol")
+_RegularizedNashFields = collections.namedtuple(
+    "_RegularizedNashFields", ("policy", "duality_gap") + _CERTIFICATE_FIELDS, defaults=(1e-12,))
 
 
 class RegularizedNashResult(CertifiedResult, _RegularizedNashFields):
@@ -64,17 +60,9 @@ class RegularizedNashResult(CertifiedResult, _RegularizedNashFields):
                 f"{self.per_prompt_gap.size} prompts miss it)")
 
 
-class _KLGameFields(NamedTuple):
-    max_policy: np.ndarray
-    min_policy: np.ndarray
-    value: float
-    duality_gap: float
-    per_prompt_gap: np.ndarray
-    converged: bool
-    iterations: int
-    matvecs: int
-    seconds: float
-    tol: float = 1e-12
+_KLGameFields = collections.namedtuple(
+    "_KLGameFields", ("max_policy", "min_policy", "value", "duality_gap") + _CERTIFICATE_FIELDS,
+    defaults=(1e-12,))
 
 
 class KLGameResult(CertifiedResult, _KLGameFields):
@@ -394,6 +382,48 @@ def _dual_lower_bound(Q, log_ref, r, beta):
 
 
 # Public solvers ---------------------------------------------------------------------------
+def kl_game_max_policy(Q, log_ref, beta, *, tol: float = 2e-12, max_iter: int = 200,
+                       max_cg: int = 400) -> np.ndarray:
+    """The max player's equilibrium policy of the KL game, for solvers inside a learner's step.
+
+    The fast path of :func:`solve_kl_game` for arrays already in the solver's layout (no
+    input validation, no result object): ``Q`` a float64 (X, Y, Y) payoff, ``log_ref`` the
+    (X, Y) ``log pi_ref``, ``beta`` a float. The same path-following Newton solve, certified in
+    the same way: a prompt whose duality gap misses ``max(tol, rounding floor)`` is solved
+    again by the rescue (log-space Newton, then Clarabel), and if it still misses, the call
+    raises. The equilibrium learners call it on every step through ``jax.pure_callback``.
+
+    Args:
+      Q: (X, Y, Y) float64 payoff of the max player.
+      log_ref: (X, Y) float64 ``log pi_ref``.
+      beta: KL coefficient > 0 (a float).
+      tol: duality-gap tolerance per prompt (default 2e-12: Newton's stopping rule at
+        ``tol / 2``).
+      max_iter, max_cg: Newton and conjugate-gradient budgets, as in :func:`solve_kl_game`.
+
+    Returns:
+      (X, Y) float64 max-player policy.
+
+    Raises:
+      SolverError: when some prompt's gap stays above the tolerance.
+    """
+    q, p, h, iterations, _ = _minimize_h(Q, log_ref, beta, tol / 2, max_iter, max_cg)
+    lower, _ = _dual_lower_bound(Q, log_ref, p, beta)
+    threshold = np.maximum(tol, rounding_floor(np.max(np.abs(Q), axis=(-2, -1)), log_ref, beta))
+    missed = np.flatnonzero(h - lower > threshold)
+    if missed.size:
+        _rescue(Q, log_ref, beta, q, p, h, missed, max_iter, symmetric=False)
+        lower, _ = _dual_lower_bound(Q, log_ref, p, beta)
+        gaps = h - lower
+        if np.any(gaps > threshold):
+            worst = int(np.argmax(gaps - threshold))
+            raise SolverError(
+                f"kl_game_max_policy: no certified equilibrium at beta={beta:g}: duality gap "
+                f"{gaps[worst]:.3g} at prompt {worst} is above tol={tol:g} after "
+                f"{iterations} Newton iterations and the rescue")
+    return p
+
+
 def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
                   max_iter: int = 200, max_cg: int = 400,
                   on_failure: str = "raise") -> KLGameResult:
@@ -541,12 +571,7 @@ def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
 def _check_budget(tol, max_iter, max_cg):
     """``tol`` > 0 finite, ``max_iter`` and ``max_cg`` integers >= 1."""
     tol = checked_real(tol, "tol", lambda v: math.isfinite(v) and v > 0, "be finite and > 0")
-    counts = []
-    for name, value in (("max_iter", max_iter), ("max_cg", max_cg)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidInputError(f"{name}: must be an integer >= 1, got {value!r}")
-        counts.append(int(value))
-    return tol, counts[0], counts[1]
+    return tol, positive_int(max_iter, "max_iter"), positive_int(max_cg, "max_cg")
 
 
 def _finish(name, result, on_failure, beta):

@@ -13,22 +13,22 @@ from nlhf_theory._validation import (
     float_array,
     prompt_distribution,
     reference_policy,
-    tolerance,
+    validation_tolerance,
 )
 
 
 def made_in_tolerance(arr: np.ndarray) -> float:
     """The validation tolerance of the precision ``arr`` was made in: float32 data (float32
     arrays, or float64 arrays whose every entry is a float32 number, as after ``.double()`` of a
-    torch tensor) get float32's, other float64 data float64's (:func:`tolerance`)."""
+    torch tensor) get float32's, other float64 data float64's (:func:`validation_tolerance`)."""
     if arr.dtype == np.float64 and np.array_equal(arr.astype(np.float32).astype(np.float64),
                                                    arr):
-        return tolerance(np.float32)
-    return tolerance(arr.dtype)
+        return validation_tolerance(np.float32)
+    return validation_tolerance(arr.dtype)
 
 
 def _precision(tol: float) -> str:
-    return "float32" if tol > tolerance(np.float64) else "float64"
+    return "float32" if tol > validation_tolerance(np.float64) else "float64"
 
 
 def exact_skew(P: np.ndarray) -> np.ndarray:

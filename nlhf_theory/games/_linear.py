@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, float_array, tolerance
+from nlhf_theory._validation import InvalidInputError, float_array, validation_tolerance
 from nlhf_theory.games._game import PreferenceGame, bernoulli_labels
 
 LINKS = ("logistic", "identity")
@@ -55,7 +55,7 @@ class LinearPreferenceModel:
                 f"features: expected shape (Y, Y, d) or (X, Y, Y, d), got {np.shape(features)}"
             )
         asym = float(np.max(np.abs(psi + np.swapaxes(psi, 1, 2)))) if psi.size else 0.0
-        if asym > tolerance(psi.dtype):
+        if asym > validation_tolerance(psi.dtype):
             raise InvalidInputError(
                 f"features: must be antisymmetric, psi(x, y, y') = -psi(x, y', y); largest "
                 f"violation {asym:.3g}"
@@ -69,7 +69,7 @@ class LinearPreferenceModel:
             )
         if link == "identity":
             worst = float(np.max(np.abs(psi @ theta))) if psi.size else 0.0
-            if worst > 0.5 + tolerance(psi.dtype):
+            if worst > 0.5 + validation_tolerance(psi.dtype):
                 raise InvalidInputError(
                     f"theta: the identity link needs |theta . psi| <= 1/2 so that P is in "
                     f"[0, 1]; found {worst:.3g}"

@@ -7,7 +7,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, check_simplex, float_array
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_simplex,
+    float_array,
+    positive_int,
+)
 from nlhf_theory.games._game import PreferenceGame
 
 
@@ -94,7 +99,7 @@ def random_skew(num_responses: int = 10, num_prompts: int = 1, seed: int = 0,
       Zhou, Fazel & Du 2025 (EGPO), arXiv:2503.08942, Sec. 6 and ``zhourunlong/EGPO``
       ``simulations/``: the random tabular games of their experiments.
     """
-    Y, X = _positive_int(num_responses, "num_responses"), _positive_int(num_prompts, "num_prompts")
+    Y, X = positive_int(num_responses, "num_responses"), positive_int(num_prompts, "num_prompts")
     rng = np.random.default_rng(seed)
     lower = np.tril(rng.uniform(size=(X, Y, Y)), -1)
     P = lower + np.triu(1.0 - np.swapaxes(lower, -1, -2), 1)
@@ -223,12 +228,6 @@ def munos_nontransitive(epsilon: float = 0.1, pi_ref=None) -> PreferenceGame:
     p12, p13, p32 = 1.0 / 3.0 + eps / 2.0, 2.0 / 3.0 + eps / 4.0, 2.0 / 3.0 + eps / 4.0
     P = np.array([[0.5, p12, p13], [1.0 - p12, 0.5, 1.0 - p32], [1.0 - p13, p32, 0.5]])
     return PreferenceGame(P, pi_ref)
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidInputError(f"{name}: must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 GAMES: dict[str, Callable[..., PreferenceGame]] = {

@@ -17,44 +17,16 @@ Conventions (``docs/conventions.md``), with ``A = P - 1/2`` skew and ``beta`` th
 
 from __future__ import annotations
 
-import array_api_compat
-import jax
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, check_beta, check_simplex, tolerance
-
-
-# Array helpers ------------------------------------------------------------------------------
-def is_concrete(arr) -> bool:
-    """True unless ``arr`` is a traced jax value (whose entries cannot be inspected)."""
-    return not isinstance(arr, jax.core.Tracer)
-
-
-def namespace(*arrays):
-    """The array-API namespace of the first non-NumPy array (NumPy if all are NumPy)."""
-    for arr in arrays:
-        if array_api_compat.is_array_api_obj(arr) and not isinstance(arr, np.ndarray):
-            return array_api_compat.array_namespace(arr)
-    return array_api_compat.array_namespace(np.empty(0))
-
-
-def logsumexp(xp, z, axis=-1):
-    """``log sum exp z`` along ``axis``, stable for any finite ``z``."""
-    zmax = xp.max(z, axis=axis, keepdims=True)
-    return xp.squeeze(zmax, axis=axis) + xp.log(xp.sum(xp.exp(z - zmax), axis=axis))
-
-
-def xlogy_ratio(xp, p, log_q):
-    """``sum p (log p - log_q)`` along the last axis, with ``0 log 0 = 0``."""
-    positive = p > 0
-    safe_p = xp.where(positive, p, xp.ones_like(p))
-    terms = xp.where(positive, p * (xp.log(safe_p) - log_q), xp.zeros_like(p))
-    return xp.sum(terms, axis=-1)
-
-
-def matvec(xp, M, v):
-    """``(M v)[x] = M[x] @ v[x]`` for ``M`` of shape (X, Y, Y) and ``v`` of shape (X, Y)."""
-    return xp.squeeze(M @ v[..., None], axis=-1)
+from nlhf_theory._arrays import logsumexp, matvec, namespace, xlogy_ratio
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_beta,
+    check_simplex,
+    traced,
+    validation_tolerance,
+)
 
 
 def policy_array(game, policy, name: str = "policy", xp=None):
@@ -67,13 +39,13 @@ def policy_array(game, policy, name: str = "policy", xp=None):
             f"{name}: expected shape ({Y},) or ({X}, {Y}) for a game with X={X} prompts and "
             f"Y={Y} responses, got {shape}"
         )
-    if is_concrete(policy):
+    if not traced(policy):
         arr = np.asarray(policy)
         if not np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(np.float64)
         if not np.all(np.isfinite(arr)):
             raise InvalidInputError(f"{name}: contains NaN or infinite entries")
-        tol = tolerance(arr.dtype)
+        tol = validation_tolerance(arr.dtype)
         if arr.min() < -tol or np.max(np.abs(arr.sum(-1) - 1.0)) > tol * max(1, Y) ** 0.5:
             check_simplex(arr, name)  # raises with the precise message
     policy = xp.asarray(policy)
@@ -95,7 +67,7 @@ def _reduce(xp, weights, values, per_prompt: bool):
 
 
 def _beta(beta):
-    return check_beta(beta) if is_concrete(beta) else beta
+    return check_beta(beta) if not traced(beta) else beta
 
 
 # Metrics ------------------------------------------------------------------------------------
@@ -160,6 +132,8 @@ def suboptimality(game, policy, beta, *, per_prompt: bool = False):
 def exploitability(game, policy, *, per_prompt: bool = False):
     """Unregularized exploitability ``max_y (P pi)(y) - 1/2`` (0 exactly at a maximal lottery).
 
+    Never negative: rounding below 0 (at most a few ulps, at an equalized support) reads 0.
+
     Args:
       game: a :class:`~nlhf_theory.PreferenceGame`.
       policy: (Y,) or (X, Y) array on the simplex.
@@ -168,7 +142,10 @@ def exploitability(game, policy, *, per_prompt: bool = False):
     xp = namespace(policy)
     pi = policy_array(game, policy, xp=xp)
     P, _, weights = _game_arrays(game, xp, pi.dtype)
-    return _reduce(xp, weights, xp.max(matvec(xp, P, pi), axis=-1) - 0.5, per_prompt)
+    # >= 0 exactly for a skew P (max_y (P pi)(y) >= pi^T P pi = 1/2): a negative value is the
+    # rounding of the product at an equalized support (~1e-16), reported as 0
+    values = xp.max(matvec(xp, P, pi), axis=-1) - 0.5
+    return _reduce(xp, weights, xp.where(values > 0, values, xp.zeros_like(values)), per_prompt)
 
 
 def win_rate(game, policy, other, *, per_prompt: bool = False):
@@ -226,7 +203,7 @@ def reward_optimal_policy(reward, pi_ref=None, beta=1.0):
     """
     beta = _beta(beta)
     xp = namespace(reward)
-    if is_concrete(reward) and not np.all(np.isfinite(np.asarray(reward))):
+    if not traced(reward) and not np.all(np.isfinite(np.asarray(reward))):
         raise InvalidInputError("reward: contains NaN or infinite entries")
     reward = xp.asarray(reward)
     if pi_ref is None:
@@ -239,7 +216,7 @@ def reward_optimal_policy(reward, pi_ref=None, beta=1.0):
                 f"pi_ref: expected the shape of reward {tuple(reward.shape)}, got "
                 f"{np.shape(pi_ref)}"
             )
-        if is_concrete(pi_ref):
+        if not traced(pi_ref):
             check_simplex(np.asarray(pi_ref, dtype=np.float64), "pi_ref", strictly_positive=True)
         log_ref = xp.log(xp.asarray(pi_ref, dtype=reward.dtype))
     logits = log_ref + reward / beta

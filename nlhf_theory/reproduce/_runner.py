@@ -38,7 +38,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory._validation import (
+    InvalidInputError,
+    check_choice,
+    positive_int,
+)
 from nlhf_theory.reproduce._io import atomic_write_text
 from nlhf_theory.reproduce._plot import save_figure
 
@@ -72,8 +76,7 @@ class Experiment(NamedTuple):
 
     def settings(self, mode: str) -> dict:
         """The settings dict of ``mode`` (``"quick"`` or ``"full"``)."""
-        if mode not in MODES:
-            raise InvalidInputError(f"mode: must be one of {MODES}, got {mode!r}")
+        check_choice(mode, "mode", MODES)
         return dict(getattr(self.config, mode.upper()))
 
 
@@ -485,10 +488,8 @@ def reproduce(names=None, *, mode: str = "quick", out="paper_figures", experimen
       One :class:`Outcome` per experiment, in the order of ``names``. With workers, an
       outcome's ``seconds`` run from the start of the whole run to that experiment's end.
     """
-    if mode not in MODES:
-        raise InvalidInputError(f"mode: must be one of {MODES}, got {mode!r}")
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
-        raise InvalidInputError(f"jobs: must be an integer >= 1, got {jobs!r}")
+    check_choice(mode, "mode", MODES)
+    jobs = positive_int(jobs, "jobs")
     root = experiments_dir(experiments)
     known = list_experiments(root)
     names = known if not names else list(names)

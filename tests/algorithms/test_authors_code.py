@@ -279,7 +279,7 @@ def test_sampled_uniform_pair_gradient_is_unbiased(labels, games):
     import jax
     import jax.numpy as jnp
 
-    from nlhf_theory.algorithms._pairwise import win_rate_pair_loss
+    from nlhf_theory.data import win_rate_pair_loss
 
     ref_logits, P, built = games
     beta = 0.1

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 import nlhf_theory as nt
-from nlhf_theory.algorithms import Algorithm, PolicyState
+from nlhf_theory.algorithms import Algorithm, PolicyState, Target
 from nlhf_theory.testing import assert_converges, games
 
 SMALL_GAMES = games(num_responses=st.integers(2, 5), num_prompts=st.integers(1, 2),
@@ -37,7 +37,7 @@ def sign_flipped_inpo(beta, eta):
         return PolicyState(logits - jnp.log(jnp.sum(jnp.exp(logits), -1, keepdims=True)),
                            state.step + 1)
 
-    return Algorithm(init, update, lambda s: jnp.exp(s.logits), "regularized_nash")
+    return Algorithm(init, update, lambda s: jnp.exp(s.logits), Target("regularized_nash"))
 
 
 def test_a_wrong_update_fails_the_property():

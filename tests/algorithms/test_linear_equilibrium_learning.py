@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import nlhf_theory as nt
-from nlhf_theory.algorithms._equilibrium_learning import add_comparisons, fit_linear_preference
+from nlhf_theory.algorithms._equilibrium_learning import add_comparisons
+from nlhf_theory.estimation import fit_linear_preference
 
 RNG = np.random.default_rng(0)
 F = RNG.normal(size=(2, 6, 6, 3))

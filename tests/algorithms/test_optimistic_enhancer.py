@@ -428,8 +428,7 @@ def test_linear_enhancer_in_the_algorithm_maximizes_the_ratio_over_its_data(link
         g = jax.tree_util.tree_map(jnp.asarray, game.astype(np.float64))
         first = jax.jit(algorithm.update)(algorithm.init(g, None), g, jax.random.key(0))
         second = jax.jit(algorithm.update)(first, g, jax.random.key(1))
-        fit = nt.algorithms._equilibrium_learning.fit_linear_preference(
-            first.wins, first.counts, psi, link)
+        fit = nt.estimation.fit_linear_preference(first.wins, first.counts, psi, link)
     counts, main = np.asarray(first.counts), np.asarray(first.policy)
     slope = np.asarray(fit.slope)
     added = np.diagonal(np.asarray(second.counts) - counts, axis1=1, axis2=2)

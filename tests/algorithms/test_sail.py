@@ -7,8 +7,8 @@ import pytest
 
 import nlhf_theory as nt
 from nlhf_theory.algorithms import run
-from nlhf_theory.algorithms._offline import Dataset
 from nlhf_theory.algorithms._sail import sail_objective
+from nlhf_theory.data import Dataset
 
 BETA = 0.5
 

@@ -6,8 +6,7 @@ import numpy as np
 
 import nlhf_theory as nt
 from nlhf_theory import losses
-from nlhf_theory.algorithms._mirror import win_rates
-from nlhf_theory.algorithms._pairwise import pair_loss
+from nlhf_theory.data import pair_loss, win_rates
 
 
 def test_sampled_win_rates_are_unbiased():
