@@ -29,9 +29,7 @@ import math
 
 import jax.numpy as jnp
 
-from nlhf_theory._validation import (
-    positive,
-)
+from nlhf_theory import _validation as checks
 
 #: ``L = max |P - 1/2|``: at most 1/2 on any preference game.
 PAYOFF_BOUND = 0.5
@@ -149,7 +147,7 @@ def step_size(learning_rate, rule):
     """``game -> lr``: the given ``learning_rate`` (checked finite and > 0) or ``rule``."""
     if learning_rate is None:
         return rule
-    lr = positive(learning_rate, "learning_rate")
+    lr = checks.positive(learning_rate, "learning_rate")
     return lambda game: lr
 
 

@@ -19,16 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import (
-    InvalidInputError,
-    check_choice,
-    check_mode,
-    nonnegative,
-    positive,
-    positive_int,
-    traced,
-    unit_interval,
-)
+from nlhf_theory import _validation as checks
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms import _pessimism
 from nlhf_theory.algorithms._base import Algorithm
 from nlhf_theory.algorithms._targets import regularized_nash_target
@@ -121,9 +113,9 @@ def _offline_counts(game, key, mode, num_pairs, behaviour, dataset):
 
 
 def _one_shot(payoff_fn, beta, mode, num_pairs, behaviour, dataset):
-    beta = positive(beta, "beta")
-    mode = check_mode(mode)
-    num_pairs = positive_int(num_pairs, "num_pairs")
+    beta = checks.positive(beta, "beta")
+    mode = checks.check_mode(mode)
+    num_pairs = checks.positive_int(num_pairs, "num_pairs")
 
     def init(game, key):
         wins, counts = _offline_counts(game, key, mode, num_pairs, behaviour, dataset)
@@ -162,7 +154,7 @@ def greedy_mle_nash(beta, *, mode="exact", num_pairs=1000, behaviour=None, datas
     References:
       Ye et al. 2024, arXiv:2402.07314, Sec. 4 (the MLE and the equilibrium oracle).
     """
-    prior = nonnegative(prior, "prior")
+    prior = checks.nonnegative(prior, "prior")
     psi, ridge = check_features(features, link, ridge)
     return _one_shot(lambda w, n, game: estimate(w, n, psi, link, ridge, prior)[0], beta, mode,
                      num_pairs, behaviour, dataset)
@@ -241,15 +233,15 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
     if bonus not in ("auto",) + _pessimism.BONUSES:
         raise InvalidInputError(
             f"bonus: must be one of {('auto',) + _pessimism.BONUSES}, got {bonus!r}")
-    beta = positive(beta, "beta")
-    confidence = nonnegative(confidence, "confidence")
-    delta = unit_interval(delta, "delta")
-    if not traced(delta) and not 0.0 < delta < 1.0:
+    beta = checks.positive(beta, "beta")
+    confidence = checks.nonnegative(confidence, "confidence")
+    delta = checks.unit_interval(delta, "delta")
+    if not checks.traced(delta) and not 0.0 < delta < 1.0:
         raise InvalidInputError(f"delta: must lie in (0, 1), got {delta!r}")
-    tolerance = float(positive(tolerance, "tolerance"))
-    norm_bound = nonnegative(norm_bound, "norm_bound")
-    mode = check_mode(mode)
-    num_pairs = positive_int(num_pairs, "num_pairs")
+    tolerance = float(checks.positive(tolerance, "tolerance"))
+    norm_bound = checks.nonnegative(norm_bound, "norm_bound")
+    mode = checks.check_mode(mode)
+    num_pairs = checks.positive_int(num_pairs, "num_pairs")
     psi, ridge = check_features(features, link, ridge)
 
     def init(game, key):
@@ -347,13 +339,13 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
       Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2; Sec. 6 (best-of-n enhancer);
       reference note ``nlhf_algorithms.md`` Sec. 1.3 and 6.6.
     """
-    beta = positive(beta, "beta")
-    batch_size = positive_int(comparisons_per_round, "comparisons_per_round")
-    check_choice(enhancer, "enhancer", ENHANCERS)
-    lam = positive(regularization, "regularization")
-    bound = positive(parameter_bound, "parameter_bound")
-    num_candidates = positive_int(num_candidates, "num_candidates")
-    mode = check_mode(mode)
+    beta = checks.positive(beta, "beta")
+    batch_size = checks.positive_int(comparisons_per_round, "comparisons_per_round")
+    checks.check_choice(enhancer, "enhancer", ENHANCERS)
+    lam = checks.positive(regularization, "regularization")
+    bound = checks.positive(parameter_bound, "parameter_bound")
+    num_candidates = checks.positive_int(num_candidates, "num_candidates")
+    mode = checks.check_mode(mode)
     psi, ridge = check_features(features, link, ridge)
 
     def init(game, key=None):

@@ -12,16 +12,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import (
-    InvalidInputError,
-    check_choice,
-    check_mode,
-    concrete,
-    positive,
-    positive_int,
-    traced,
-)
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import (
     Algorithm,
     log_softmax,
@@ -43,13 +36,21 @@ from nlhf_theory.algorithms._targets import (
 )
 from nlhf_theory.data import pair_loss, win_rate_pair_loss, win_rates
 
+
+def check_geometric_step(eta, beta, name: str, method: str) -> None:
+    """``eta beta <= 1``: the weight ``1 - eta beta`` of ``pi_t`` in the geometric mixture
+    ``pi_t^{1 - eta beta} rho^{eta beta}`` of a mirror step must be >= 0 (unchecked when traced)."""
+    if not (checks.traced(eta) or checks.traced(beta)) and eta * beta > 1:
+        raise InvalidInputError(f"{name}: {method} needs {name} * beta <= 1, got {eta * beta:g}")
+
+
 FORMS = ("mirror", "loss")
 
 
 def check_form(form: str, loss_steps, loss_learning_rate):
     """Validate the ``form`` of a mirror-descent algorithm and its inner optimizer."""
-    check_choice(form, "form", FORMS)
-    return positive_int(loss_steps, "loss_steps"), positive(loss_learning_rate,
+    checks.check_choice(form, "form", FORMS)
+    return checks.positive_int(loss_steps, "loss_steps"), checks.positive(loss_learning_rate,
                                                               "loss_learning_rate")
 
 
@@ -81,9 +82,9 @@ def inpo_loss_step(logits, anchor, game, key, mode, batch_size, eta, beta, steps
 
 
 def _md_algorithm(step_fn, target, mode, comparisons, pairs):
-    mode = check_mode(mode)
-    comparisons = positive_int(comparisons, "comparisons_per_response")
-    pairs = positive_int(pairs, "pairs_per_prompt")
+    mode = checks.check_mode(mode)
+    comparisons = checks.positive_int(comparisons, "comparisons_per_response")
+    pairs = checks.positive_int(pairs, "pairs_per_prompt")
 
     def init(game, key=None):
         return reference_state(game)
@@ -152,22 +153,18 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
       ``zhourunlong/EGPO``, ``simulations/loss_funcs.py``, ``nash_md`` and ``nash_md_sample``
       (gradient form; ``true_lr`` in ``simulations/main.py``).
     """
-    beta = positive(beta, "beta")
+    beta = checks.positive(beta, "beta")
     forms = FORMS + ("gradient",)
-    check_choice(form, "form", forms)
+    checks.check_choice(form, "form", forms)
     if learning_rate is not None:
-        eta = positive(learning_rate, "learning_rate")
-        if form != "gradient" and not (traced(eta) or traced(beta)) and eta * beta > 1:
-            raise InvalidInputError(
-                f"learning_rate: Nash-MD needs learning_rate * beta <= 1, got {eta * beta:g}")
+        eta = checks.positive(learning_rate, "learning_rate")
+        if form != "gradient":
+            check_geometric_step(eta, beta, "learning_rate", "Nash-MD")
     elif form == "gradient":
         raise InvalidInputError("learning_rate: form='gradient' needs a constant learning rate")
     if mixture_learning_rate is not None:
-        eta_mix = positive(mixture_learning_rate, "mixture_learning_rate")
-        if not (traced(eta_mix) or traced(beta)) and eta_mix * beta > 1:
-            raise InvalidInputError(
-                "mixture_learning_rate: Nash-MD needs mixture_learning_rate * beta <= 1, got "
-                f"{eta_mix * beta:g}")
+        eta_mix = checks.positive(mixture_learning_rate, "mixture_learning_rate")
+        check_geometric_step(eta_mix, beta, "mixture_learning_rate", "Nash-MD")
 
     inner = check_form("mirror" if form == "gradient" else form, loss_steps,
                        loss_learning_rate)
@@ -222,12 +219,10 @@ def inpo(beta, learning_rate=None, *, form: str = "mirror", loss_steps: int = 20
     References:
       Zhang et al. 2024, arXiv:2407.00617, Sec. 4.
     """
-    beta = positive(beta, "beta")
-    eta = mirror_step(beta) if learning_rate is None else positive(learning_rate,
+    beta = checks.positive(beta, "beta")
+    eta = mirror_step(beta) if learning_rate is None else checks.positive(learning_rate,
                                                                    "learning_rate")
-    if not (traced(eta) or traced(beta)) and eta * beta > 1:
-        raise InvalidInputError(
-            f"learning_rate: INPO needs learning_rate * beta <= 1, got {eta * beta:g}")
+    check_geometric_step(eta, beta, "learning_rate", "INPO")
 
     inner = check_form(form, loss_steps, loss_learning_rate)
 
@@ -270,7 +265,7 @@ def sppo(learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
     References:
       Wu et al. 2024, arXiv:2405.00675, Sec. 3.
     """
-    constant = None if learning_rate is None else positive(learning_rate, "learning_rate")
+    constant = None if learning_rate is None else checks.positive(learning_rate, "learning_rate")
     inner = check_form(form, loss_steps, loss_learning_rate)
 
     def step(state, game, key, mode, comparisons, pairs):
@@ -309,7 +304,7 @@ def dno(learning_rate=None, *, mode: str = "exact",
     References:
       Rosset et al. 2024, arXiv:2404.03715, Alg. 1.
     """
-    step = None if learning_rate is None else 1.0 / positive(learning_rate, "learning_rate")
+    step = None if learning_rate is None else 1.0 / checks.positive(learning_rate, "learning_rate")
     return sppo(step, mode=mode, comparisons_per_response=comparisons_per_response)
 
 
@@ -371,16 +366,15 @@ def _anchored(beta, learning_rate, period, target, mode, comparisons, pairs, for
     proximal objective (:func:`mmd_loss_step`). Arguments are validated by the callers' rules
     and here.
     """
-    check_choice(step_rule, "step_rule", STEPS)
-    beta = positive(beta, "beta")
-    eta = positive(learning_rate, "learning_rate")
-    if step_rule == "inpo" and not (traced(eta) or traced(beta)) and eta * beta > 1:
-        raise InvalidInputError(
-            f"learning_rate: needs learning_rate * beta <= 1, got {eta * beta:g}")
-    period = positive_int(period, "period")
-    mode = check_mode(mode)
-    comparisons = positive_int(comparisons, "comparisons_per_response")
-    pairs = positive_int(pairs, "pairs_per_prompt")
+    checks.check_choice(step_rule, "step_rule", STEPS)
+    beta = checks.positive(beta, "beta")
+    eta = checks.positive(learning_rate, "learning_rate")
+    if step_rule == "inpo":
+        check_geometric_step(eta, beta, "learning_rate", "COMAL's INPO step")
+    period = checks.positive_int(period, "period")
+    mode = checks.check_mode(mode)
+    comparisons = checks.positive_int(comparisons, "comparisons_per_response")
+    pairs = checks.positive_int(pairs, "pairs_per_prompt")
     inner = check_form(form, loss_steps, loss_learning_rate)
 
     def init(game, key=None):
@@ -484,10 +478,10 @@ def mpo(beta, learning_rate=None, period=None, *, form: str = "mirror",
       L^2``); the MMD authors' code ``ssokota/mmd``, ``mmd/nfg/learners.py``, ``MMD.update``
       (the same closed form; there the magnet moves geometrically every step).
     """
-    beta = positive(beta, "beta")
-    eta = magnetic_step(beta) if learning_rate is None else positive(learning_rate,
+    beta = checks.positive(beta, "beta")
+    eta = magnetic_step(beta) if learning_rate is None else checks.positive(learning_rate,
                                                                      "learning_rate")
-    if not (traced(eta) or traced(beta)):
+    if not (checks.traced(eta) or checks.traced(beta)):
         bound = beta / PAYOFF_LIPSCHITZ_BOUND**2
         if eta > bound * (1 + 1e-12):
             raise InvalidInputError(
@@ -495,7 +489,7 @@ def mpo(beta, learning_rate=None, period=None, *, form: str = "mirror",
                 f"{bound:g} (L = max |P - 1/2| <= 1/2; Sokota et al. 2023, Sec. 3), got "
                 f"{eta:g}")
     if period is None:
-        period = magnet_period(concrete(beta, "beta"), concrete(eta, "learning_rate"))
+        period = magnet_period(checks.concrete(beta, "beta"), checks.concrete(eta, "learning_rate"))
     return _anchored(beta, eta, period, nash_target(), mode, comparisons_per_response, 1, form,
                      loss_steps, loss_learning_rate, step_rule="mmd")
 
@@ -516,10 +510,10 @@ def comal(beta, learning_rate=None, period=None, *, form: str = "mirror",
     References:
       Liu et al. 2024, arXiv:2410.23223, Alg. 1 (COMAL) and Sec. 4.
     """
-    beta = positive(beta, "beta")
-    eta = mirror_step(beta) if learning_rate is None else positive(learning_rate,
+    beta = checks.positive(beta, "beta")
+    eta = mirror_step(beta) if learning_rate is None else checks.positive(learning_rate,
                                                                    "learning_rate")
     if period is None:
-        period = anchor_period(concrete(beta, "beta"), concrete(eta, "learning_rate"))
+        period = anchor_period(checks.concrete(beta, "beta"), checks.concrete(eta, "learning_rate"))
     return _anchored(beta, eta, period, nash_target(), mode, comparisons_per_response,
                      pairs_per_prompt, form, loss_steps, loss_learning_rate)

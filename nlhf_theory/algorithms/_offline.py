@@ -7,14 +7,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import (
-    InvalidInputError,
-    check_mode,
-    nonnegative,
-    positive,
-    positive_int,
-)
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import Algorithm, log_softmax, policy_from_logits
 from nlhf_theory.algorithms._defaults import (
     bradley_terry_rule,
@@ -46,17 +41,26 @@ class OfflineState(NamedTuple):
     step: Any
 
 
-def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset, target):
-    loss = PAIR_LOSSES[loss_name]
-    beta = positive(beta, "beta")
-    step = step_size(learning_rate, _RULES[loss_name](beta))
-    mode = check_mode(mode)
-    num_pairs = positive_int(num_pairs, "num_pairs")
+def dataset_init(mode, num_pairs, behaviour, dataset):
+    """``init(game, key)`` of a method that starts at ``pi_ref`` with its offline data: the
+    given ``dataset``, a sample of ``num_pairs`` from ``behaviour`` (sampled mode) or none."""
 
     def init(game, key):
         logits = jnp.log(jnp.asarray(game.pi_ref))
         data = initial_dataset(game, key, mode, num_pairs, behaviour, dataset)
         return OfflineState(logits, data, jnp.zeros((), jnp.int32))
+
+    return init
+
+
+def _offline(loss_name, beta, learning_rate, mode, num_pairs, behaviour, dataset, target):
+    loss = PAIR_LOSSES[loss_name]
+    beta = checks.positive(beta, "beta")
+    step = step_size(learning_rate, _RULES[loss_name](beta))
+    mode = checks.check_mode(mode)
+    num_pairs = checks.positive_int(num_pairs, "num_pairs")
+
+    init = dataset_init(mode, num_pairs, behaviour, dataset)
 
     def objective(logits, data, game):
         logp = log_softmax(logits)
@@ -166,11 +170,11 @@ def rlhf_bt(beta, learning_rate=None, *, prior: float = 0.0, features=None, mode
       Ouyang et al. 2022, arXiv:2203.02155, eq. 1 (reward model loss); Rafailov et al. 2023,
       arXiv:2305.18290, eq. 4 (the KL-optimal policy).
     """
-    beta = positive(beta, "beta")
+    beta = checks.positive(beta, "beta")
     step = step_size(learning_rate, bradley_terry_rule(features))
-    prior = nonnegative(prior, "prior")
-    mode = check_mode(mode)
-    num_pairs = positive_int(num_pairs, "num_pairs")
+    prior = checks.nonnegative(prior, "prior")
+    mode = checks.check_mode(mode)
+    num_pairs = checks.positive_int(num_pairs, "num_pairs")
     phi = None if features is None else jnp.asarray(features)
     if phi is not None and phi.ndim != 3:
         raise InvalidInputError(f"features: expected shape (X, Y, d), got {phi.shape}")

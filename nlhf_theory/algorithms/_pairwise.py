@@ -18,16 +18,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import (
-    check_choice,
-    check_mode,
-    nonnegative,
-    positive,
-    positive_int,
-    traced,
-    unit_interval,
-)
 from nlhf_theory.algorithms._base import (
     Algorithm,
     PolicyState,
@@ -66,15 +58,20 @@ def geometric_mixture(logits, log_ref, weight):
     return log_softmax((1.0 - weight) * logits + weight * log_ref)
 
 
+def gradient_setup(beta, learning_rate, rule, mode, pairs_per_prompt):
+    """The validated ``(beta, step, mode, pairs_per_prompt)`` of a logit-gradient method;
+    ``rule(beta)`` is its default step (:mod:`._defaults`)."""
+    beta = checks.positive(beta, "beta")
+    return (beta, step_size(learning_rate, rule(beta)), checks.check_mode(mode),
+            checks.positive_int(pairs_per_prompt, "pairs_per_prompt"))
+
+
 def _online(loss, beta, learning_rate, mixture, mode, batch_size, extragradient, target,
             pairs="policy", labels="bernoulli", rule=None):
-    beta = positive(beta, "beta")
-    step = step_size(learning_rate, rule)
-    mixture = unit_interval(mixture, "mixture")
-    mode = check_mode(mode)
-    batch_size = positive_int(batch_size, "pairs_per_prompt")
-    pairs = check_choice(pairs, "pairs", PAIRS)
-    labels = check_choice(labels, "labels", LABELS)
+    beta, step, mode, batch_size = gradient_setup(beta, learning_rate, rule, mode, batch_size)
+    mixture = checks.unit_interval(mixture, "mixture")
+    pairs = checks.check_choice(pairs, "pairs", PAIRS)
+    labels = checks.check_choice(labels, "labels", LABELS)
 
     def grad_at(logits, behaviour_logits, game, key):
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
@@ -116,7 +113,7 @@ def online_dpo(beta, learning_rate=None, *, mode: str = "exact",
       model alignment from online AI feedback", arXiv:2402.04792 (online DPO).
     """
     return _online(losses.dpo_loss, beta, learning_rate, 0.0, mode, pairs_per_prompt, False,
-                   reward_optimum_target(beta), rule=online_dpo_rule(beta))
+                   reward_optimum_target(beta), rule=online_dpo_rule)
 
 
 def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient: bool = False,
@@ -179,7 +176,7 @@ def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient
     """
     return _online(losses.ipo_loss, beta, learning_rate, 0.0, mode, pairs_per_prompt, extragradient,
                    regularized_nash_target(beta), pairs, labels,
-                   rule=ipo_pair_rule(beta, pairs))
+                   rule=lambda b: ipo_pair_rule(b, pairs))
 
 
 def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
@@ -199,7 +196,7 @@ def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
       Calandriello et al. 2024, arXiv:2403.08635, Sec. 4 (IPO-MD).
     """
     return _online(losses.ipo_loss, beta, learning_rate, mixture, mode, pairs_per_prompt, False,
-                   stationary_target(beta, mixture), rule=ipo_pair_rule(beta, "policy"))
+                   stationary_target(beta, mixture), rule=lambda b: ipo_pair_rule(b, "policy"))
 
 
 def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int = 64,
@@ -239,8 +236,11 @@ def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int
 
     Example:
       >>> import nlhf_theory as nt
-      >>> df = nt.run("egpo", nt.make_game("comal_cyclic"), beta=0.1, steps=1000,
-      ...             learning_rate=0.1)
+      >>> alg = nt.algorithms.egpo(beta=0.1, learning_rate=0.1)
+      >>> alg.target.kind
+      'regularized_nash'
+      >>> game = nt.make_game("comal_cyclic")
+      >>> df = nt.algorithms.run_algorithm(alg, game, beta=0.1, steps=1000)
       >>> bool(df.duality_gap.iloc[-1] < 1e-8)
       True
 
@@ -251,7 +251,7 @@ def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int
     """
     return _online(losses.ipo_loss, beta, learning_rate, 0.0, mode, pairs_per_prompt, True,
                    regularized_nash_target(beta), "uniform", labels,
-                   rule=ipo_pair_rule(beta, "uniform"))
+                   rule=lambda b: ipo_pair_rule(b, "uniform"))
 
 
 def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
@@ -276,11 +276,9 @@ def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
     References:
       Munos et al. 2023, arXiv:2312.00886, Sec. 7 (Nash-MD-PG).
     """
-    beta = positive(beta, "beta")
-    step = step_size(learning_rate, policy_gradient_rule(beta))
-    mixture = unit_interval(mixture, "mixture")
-    mode = check_mode(mode)
-    batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
+    beta, step, mode, batch_size = gradient_setup(beta, learning_rate, policy_gradient_rule,
+                                                  mode, pairs_per_prompt)
+    mixture = checks.unit_interval(mixture, "mixture")
 
     def objective(logits, opponent, game, key):
         logp = log_softmax(logits)
@@ -333,11 +331,9 @@ def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
     References:
       Xie et al. 2024, arXiv:2405.21046, Alg. 1.
     """
-    beta = positive(beta, "beta")
-    step = step_size(learning_rate, online_dpo_rule(beta))
-    alpha = nonnegative(alpha, "alpha")
-    mode = check_mode(mode)
-    batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
+    beta, step, mode, batch_size = gradient_setup(beta, learning_rate, online_dpo_rule, mode,
+                                                  pairs_per_prompt)
+    alpha = checks.nonnegative(alpha, "alpha")
 
     def objective(logits, behaviour_logits, game, key):
         log_ref = jnp.log(jnp.asarray(game.pi_ref))
@@ -360,6 +356,6 @@ def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
         grad = jax.grad(objective)(state.logits, jax.lax.stop_gradient(state.logits), game, key)
         return PolicyState(log_softmax(state.logits - step(game) * grad), state.step + 1)
 
-    exact_dpo = not traced(alpha) and alpha == 0.0  # the bonus moves the fixed point
+    exact_dpo = not checks.traced(alpha) and alpha == 0.0  # the bonus moves the fixed point
     target = reward_optimum_target(beta) if exact_dpo else NO_TARGET
     return Algorithm(init, update, policy_from_logits, target)

@@ -12,12 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from nlhf_theory import _validation as checks
 from nlhf_theory._arrays import float64_mode
-from nlhf_theory._validation import (
-    InvalidInputError,
-    check_beta,
-    positive_int,
-)
+from nlhf_theory._validation import InvalidInputError, check_beta
 from nlhf_theory.equilibria import solve_regularized_nash
 from nlhf_theory.games import PreferenceGame, stack_games
 from nlhf_theory.metrics import duality_gap, exploitability, kl_to_ref, win_rate
@@ -120,9 +117,9 @@ def run_sweep(make, grid, game: PreferenceGame, *, beta, steps: int, seeds: int 
       per swept hyper-parameter, and :data:`METRICS`.
     """
     beta = check_beta(beta)
-    steps = positive_int(steps, "steps")
-    seeds = positive_int(seeds, "seeds")
-    chunk = positive_int(chunk, "chunk")
+    steps = checks.positive_int(steps, "steps")
+    seeds = checks.positive_int(seeds, "seeds")
+    chunk = checks.positive_int(chunk, "chunk")
     if not isinstance(game, PreferenceGame):
         raise InvalidInputError(f"game: expected a PreferenceGame, got {type(game).__name__}")
     grid, settings = _check_grid(grid, "sweep")
@@ -200,8 +197,8 @@ def policy_trajectories(make, games, grid=None, *, checkpoints, seeds: int = 1,
         raise InvalidInputError(f"make: expected a callable, got {type(make).__name__}")
     grid, settings = _check_grid(grid or {}, "grid")
     checkpoints = _check_checkpoints(checkpoints)
-    seeds = positive_int(seeds, "seeds")
-    chunk = positive_int(chunk, "chunk")
+    seeds = checks.positive_int(seeds, "seeds")
+    chunk = checks.positive_int(chunk, "chunk")
     steps = int(checkpoints[-1])
     if progress is None:
         progress = steps > 10 * chunk and sys.stderr.isatty()

@@ -35,22 +35,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import (
-    InvalidInputError,
-    check_choice,
-    check_mode,
-    nonnegative,
-    positive,
-    positive_int,
-    traced,
-    unit_interval,
-)
+from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import Algorithm, log_softmax, policy_from_logits
 from nlhf_theory.algorithms._defaults import online_dpo_rule, step_size
-from nlhf_theory.algorithms._offline import OfflineState
+from nlhf_theory.algorithms._offline import OfflineState, dataset_init
 from nlhf_theory.algorithms._targets import reward_optimum_target
-from nlhf_theory.data import initial_dataset, pair_expectation, pair_weights
+from nlhf_theory.data import pair_expectation, pair_weights
 
 VARIANTS = ("exact", "implemented")
 LABELS = ("bernoulli", "argmax")
@@ -223,31 +215,28 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
       commit c3a4ef30: hooks L1140-1183, DPR labels L1837) as described in
       ``shared/references/sail.md`` Sec. 1.4, 2 and 7.
     """
-    beta = positive(beta, "beta")
+    beta = checks.positive(beta, "beta")
     step = step_size(learning_rate, online_dpo_rule(beta))
-    weights = tuple(unit_interval(v, name) for v, name in ((r, "r"), (p, "p"), (g, "g")))
-    if not any(traced(w) for w in weights) and sum(weights) > 1.0 + 1e-12:
+    weights = tuple(checks.unit_interval(v, name) for v, name in ((r, "r"), (p, "p"), (g, "g")))
+    if not any(checks.traced(w) for w in weights) and sum(weights) > 1.0 + 1e-12:
         raise InvalidInputError(f"r + p + g: mixing weights must sum to at most 1, got "
                                 f"{sum(weights):g}")
-    coefficients = tuple(nonnegative(v, name) for v, name in
+    coefficients = tuple(checks.nonnegative(v, name) for v, name in
                          ((rho, "rho"), (pi, "pi"), (gamma, "gamma")))
-    check_choice(variant, "variant", VARIANTS)
+    checks.check_choice(variant, "variant", VARIANTS)
     if hook_scale is None:
         hook_scale = AUTHORS_HOOK_SCALE if variant == "implemented" else 1.0
     elif variant != "implemented":
         raise InvalidInputError("hook_scale: applies to variant='implemented' only (the exact "
                                 f"gradient has no hook), got variant={variant!r}")
     else:
-        hook_scale = positive(hook_scale, "hook_scale")
-    check_choice(labels, "labels", LABELS)
-    mode = check_mode(mode)
-    batch_size = positive_int(pairs_per_prompt, "pairs_per_prompt")
-    num_pairs = positive_int(num_pairs, "num_pairs")
+        hook_scale = checks.positive(hook_scale, "hook_scale")
+    checks.check_choice(labels, "labels", LABELS)
+    mode = checks.check_mode(mode)
+    batch_size = checks.positive_int(pairs_per_prompt, "pairs_per_prompt")
+    num_pairs = checks.positive_int(num_pairs, "num_pairs")
 
-    def init(game, key):
-        logits = jnp.log(jnp.asarray(game.pi_ref))
-        data = initial_dataset(game, key, mode, num_pairs, behaviour, dataset)
-        return SailState(logits, data, jnp.zeros((), jnp.int32))
+    init = dataset_init(mode, num_pairs, behaviour, dataset)
 
     def update(state, game, key):
         grad = jax.grad(sail_objective)(

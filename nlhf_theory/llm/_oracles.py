@@ -190,6 +190,16 @@ class RewardModelOracle(PreferenceOracle):
         return torch.sigmoid(self.scale * (self.rewards(first) - self.rewards(second)))
 
 
+def call_on_pair(fn, tokenizer, first, second):
+    """``fn`` on a pair of :class:`Completions`: ``fn(prompts, texts, texts_prime)`` on decoded
+    strings when a ``tokenizer`` is given, else ``fn(first, second)``."""
+    if tokenizer is not None:
+        prompts, a = decode(tokenizer, first)
+        _, b = decode(tokenizer, second)
+        return fn(prompts, a, b)
+    return fn(first, second)
+
+
 # Pairwise preference model ------------------------------------------------------------------
 class PairwiseOracle(PreferenceOracle):
     """A pairwise preference model made antisymmetric: ``(p(y, y') + 1 - p(y', y)) / 2``.
@@ -227,12 +237,7 @@ class PairwiseOracle(PreferenceOracle):
         self.logits = bool(logits)
 
     def _one_order(self, first, second):
-        if self.tokenizer is not None:
-            prompts, a = decode(self.tokenizer, first)
-            _, b = decode(self.tokenizer, second)
-            out = self.model(prompts, a, b)
-        else:
-            out = self.model(first, second)
+        out = call_on_pair(self.model, self.tokenizer, first, second)
         out = torch.as_tensor(getattr(out, "logits", out)).detach().to(torch.float64)
         out = out.reshape(-1)
         if self.logits:
@@ -263,12 +268,7 @@ class CallableOracle(PreferenceOracle):
         self.antisymmetrize = bool(antisymmetrize)
 
     def _call(self, first, second):
-        if self.tokenizer is not None:
-            prompts, a = decode(self.tokenizer, first)
-            _, b = decode(self.tokenizer, second)
-            out = self.fn(prompts, a, b)
-        else:
-            out = self.fn(first, second)
+        out = call_on_pair(self.fn, self.tokenizer, first, second)
         return checked_probabilities(out, first.prompt_ids.shape[0], "oracle")
 
     def _probability(self, first, second):

@@ -130,28 +130,21 @@ def _need(pair, *fields):
             raise InvalidInputError(f"pair.{f}: required by this recipe's loss")
 
 
-@_strict(())
-def dpo_pair_loss(pair, beta):
-    """:func:`nlhf_theory.losses.dpo_loss` on the pair."""
-    _need(pair, "ref", "ref_prime", "label")
-    return losses.dpo_loss(pair.logp, pair.logp_prime, pair.ref, pair.ref_prime, pair.label,
-                           beta)
+def _labelled_pair_loss(loss):
+    """A recipe loss applying ``loss`` (``(logp, logp', ref, ref', label, beta)``) to the pair."""
+
+    def pair_loss(pair, beta):
+        _need(pair, "ref", "ref_prime", "label")
+        return loss(pair.logp, pair.logp_prime, pair.ref, pair.ref_prime, pair.label, beta)
+
+    pair_loss.__name__ = f"{loss.__name__.removesuffix('_loss')}_pair_loss"
+    pair_loss.__doc__ = f":func:`nlhf_theory.losses.{loss.__name__}` on the pair."
+    return _strict(())(pair_loss)
 
 
-@_strict(())
-def ipo_pair_loss(pair, beta):
-    """:func:`nlhf_theory.losses.ipo_loss` on the pair."""
-    _need(pair, "ref", "ref_prime", "label")
-    return losses.ipo_loss(pair.logp, pair.logp_prime, pair.ref, pair.ref_prime, pair.label,
-                           beta)
-
-
-@_strict(())
-def slic_pair_loss(pair, beta):
-    """:func:`nlhf_theory.losses.slic_loss` on the pair."""
-    _need(pair, "ref", "ref_prime", "label")
-    return losses.slic_loss(pair.logp, pair.logp_prime, pair.ref, pair.ref_prime, pair.label,
-                            beta)
+dpo_pair_loss = _labelled_pair_loss(losses.dpo_loss)
+ipo_pair_loss = _labelled_pair_loss(losses.ipo_loss)
+slic_pair_loss = _labelled_pair_loss(losses.slic_loss)
 
 
 @_strict(())

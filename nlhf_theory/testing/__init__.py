@@ -235,33 +235,26 @@ def _maybe_weights(draw, prompt_weights, X):
 def games(
     draw: st.DrawFn,
     *,
-    num_responses: st.SearchStrategy[int] = st.integers(2, 8),
-    num_prompts: st.SearchStrategy[int] = st.integers(1, 3),
-    dtype=np.float64,
-    deterministic: st.SearchStrategy[bool] = st.booleans(),
     reference: st.SearchStrategy[bool] = st.booleans(),
     prompt_weights: st.SearchStrategy[bool] = st.booleans(),
+    **matrix_options,
 ) -> PreferenceGame:
     """Tabular :class:`~nlhf_theory.PreferenceGame` objects.
 
     ``P`` is drawn by :func:`preference_matrices`; ``pi_ref`` is uniform or, when
     ``reference`` draws True, drawn by :func:`reference_policies`; the prompt distribution is
     uniform or, when ``prompt_weights`` draws True, a random distribution with every weight
-    >= 0.01.
+    >= 0.01. The game keeps ``P``'s dtype.
 
     Args:
-      num_responses: strategy for ``Y``.
-      num_prompts: strategy for ``X``.
-      dtype: ``np.float32`` or ``np.float64`` (or a strategy of them); the game keeps it.
-      deterministic: passed to :func:`preference_matrices`.
       reference: strategy deciding whether ``pi_ref`` is random (True) or uniform (False).
       prompt_weights: strategy deciding whether ``d0`` is random (True) or uniform (False).
+      **matrix_options: ``num_responses``, ``num_prompts``, ``dtype``, ``deterministic``,
+        passed to :func:`preference_matrices` (with its defaults).
     """
-    dtype = _draw_dtype(draw, dtype)
-    P = draw(preference_matrices(num_responses=num_responses, num_prompts=num_prompts,
-                                 dtype=dtype, deterministic=deterministic))
+    P = draw(preference_matrices(**matrix_options))
     X, Y = P.shape[0], P.shape[-1]
-    pi_ref = _maybe_reference(draw, reference, X, Y, dtype)
+    pi_ref = _maybe_reference(draw, reference, X, Y, P.dtype)
     weights = _maybe_weights(draw, prompt_weights, X)
     return PreferenceGame(P, pi_ref, weights)
 
