@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, check_beta
 from nlhf_theory.algorithms import ALGORITHMS, run
 from nlhf_theory.equilibria import SolverError, solve_nash, solve_regularized_nash
 from nlhf_theory.games import list_games, make_game
 from nlhf_theory.metrics import exploitability, kl_to_ref
+from nlhf_theory.validation import InvalidInputError, check_beta
 
 _EPILOG = """examples:
   nlhf games

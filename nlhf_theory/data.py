@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError, positive_int
+from nlhf_theory.validation import InvalidInputError, positive_int
 
 #: Labels of the sampled mode: oracle draws, or the preference probabilities themselves.
 LABELS = ("bernoulli", "probability")

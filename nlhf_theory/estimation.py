@@ -28,9 +28,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import expit as _expit
 
 from nlhf_theory._arrays import float64_mode
-from nlhf_theory._validation import (
+from nlhf_theory.validation import (
     InvalidInputError,
     check_choice,
     check_shape,
@@ -311,6 +312,43 @@ def fit_linear_preference(wins, counts, features, link="logistic", ridge=1.0, st
     return LinearFit(jnp.clip(p_hat, 0.0, 1.0), theta, design, slope)
 
 
+def fit_linear_preference_host(wins, counts, features, link="logistic", ridge=1.0, steps=50):
+    """``(theta_hat, design)`` of :func:`fit_linear_preference`, in float64 NumPy on the host.
+
+    The same ridge fit of ``P = link(theta . psi)`` to comparison counts (logistic regression by
+    ``steps`` Newton iterations, or ridge least squares for the identity link), with
+    ``design = ridge I + sum_{x, a<b} N psi psi^T``, for code that runs outside jax (the
+    pessimistic learner's host callbacks). It agrees with the jax fit to rounding
+    (``tests/test_estimation.py``); note its default of 50 Newton steps.
+
+    Args:
+      wins, counts: (X, Y, Y) comparison statistics.
+      features: (X, Y, Y, d) antisymmetric features ``psi``.
+      link: ``"logistic"`` or ``"identity"``.
+      ridge: ``lambda`` > 0.
+      steps: Newton iterations (logistic link).
+
+    Returns:
+      ``(theta_hat, design)``: (d,) and (d, d) float64 arrays.
+    """
+    psi = np.asarray(features, np.float64)
+    Y = psi.shape[1]
+    up = np.triu(np.ones((Y, Y), dtype=bool), 1)[None]
+    N = np.where(up, np.asarray(counts, np.float64), 0.0)
+    W = np.where(up, np.asarray(wins, np.float64), 0.0)
+    eye = np.eye(psi.shape[-1])
+    design = ridge * eye + np.einsum("xab,xabd,xabe->de", N, psi, psi)
+    theta = np.zeros(psi.shape[-1])
+    for _ in range(steps if link == "logistic" else 1):
+        z = psi @ theta
+        g, slope = (0.5 + z, np.ones_like(z)) if link == "identity" else (
+            _expit(z), _expit(z) * _expit(-z))
+        grad = ridge * theta - np.einsum("xab,xabd->d", W - N * g, psi)
+        hess = ridge * eye + np.einsum("xab,xabd,xabe->de", N * slope, psi, psi)
+        theta = theta - np.linalg.solve(hess, grad)
+    return theta, design
+
+
 def check_features(features, link, ridge):
     """Validate the arguments of a linear preference model on the host (before tracing).
 
@@ -329,7 +367,7 @@ def check_features(features, link, ridge):
       >>> estimation.check_features(np.ones((1, 2, 2, 1)), "logistic", 1.0)
       Traceback (most recent call last):
       ...
-      nlhf_theory._validation.InvalidInputError: features: must be antisymmetric, ...
+      nlhf_theory.validation.InvalidInputError: features: must be antisymmetric, ...
 
     References:
       Ye et al. 2024, arXiv:2402.07314, Sec. 5 (linear preference classes).

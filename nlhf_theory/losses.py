@@ -20,7 +20,7 @@ Notation: ``h = (logp - ref) - (logp_prime - ref_prime)``, the difference of log
 
 from __future__ import annotations
 
-from nlhf_theory.metrics._metrics import namespace
+from nlhf_theory._arrays import namespace
 
 
 def _softplus(xp, z):

@@ -15,12 +15,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import (
-    InvalidInputError,
-    check_simplex,
-    float_array,
-    traced,
-)
 from nlhf_theory.data import Dataset, sample_dataset
 from nlhf_theory.estimation import (
     RewardFit,
@@ -28,6 +22,12 @@ from nlhf_theory.estimation import (
     elliptical_norm,
     fit_bt_reward,
     tabular_features,
+)
+from nlhf_theory.validation import (
+    InvalidInputError,
+    check_simplex,
+    float_array,
+    traced,
 )
 
 __all__ = [

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nlhf_theory._validation import (
+from nlhf_theory.estimation import bradley_terry_fit
+from nlhf_theory.games import PreferenceGame
+from nlhf_theory.validation import (
     check_shape,
     check_simplex,
     float_array,
 )
-from nlhf_theory.estimation import bradley_terry_fit
-from nlhf_theory.games import PreferenceGame
 
 __all__ = [
     "borda_count",

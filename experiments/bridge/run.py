@@ -57,7 +57,7 @@ def equilibrium(bridge, beta):
 
 def metrics(bridge, model, star, beta) -> dict:
     """The exact metrics of ``model`` (:func:`nlhf_theory.llm.bridge_metrics`), short names."""
-    from nlhf_theory.llm._callbacks import bridge_metrics
+    from nlhf_theory.llm import bridge_metrics
 
     row = bridge_metrics(bridge, bridge.policy(model), star, beta)
     return {k.split("/", 1)[1]: v for k, v in row.items()}

@@ -17,19 +17,13 @@ import nlhf_theory as nt
 from nlhf_theory.algorithms import float64_mode, make_algorithm, policy_trajectories
 
 
-def _kl(p, q):
-    """``KL(p || q)`` per prompt (row), with 0 log 0 = 0."""
-    safe = jnp.where(p > 0, p, 1.0)
-    return jnp.sum(jnp.where(p > 0, p * (jnp.log(safe) - jnp.log(q)), 0.0), -1)
-
-
 def _measure(game, beta, target, rlhf, policy, average):
     """The recorded metrics of one policy and of the average iterate (jax scalars)."""
     d0 = game.prompt_weights
     return {
         "duality_gap": nt.duality_gap(game, policy, beta),
         "exploitability": nt.exploitability(game, policy),
-        "kl_target": jnp.sum(d0 * _kl(target, policy)),
+        "kl_target": nt.kl_divergence(game, target, policy),
         "l1_reward_optimum": jnp.sum(d0 * jnp.abs(policy - rlhf).sum(-1)),
         "avg_exploitability": nt.exploitability(game, average),
     }

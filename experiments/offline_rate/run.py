@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 import nlhf_theory as nt
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory import InvalidInputError
 from nlhf_theory.algorithms import (
     ALGORITHMS,
     coverage_coefficient,
@@ -44,7 +44,6 @@ from nlhf_theory.algorithms import (
     linear_coverage_coefficient,
     run_sweep,
 )
-from nlhf_theory.algorithms import _pessimism as pessimism
 from nlhf_theory.reproduce import Check, fit_slope
 
 #: The equilibrium learners: the paper's joint version-space pessimism (``bonus="joint"``,
@@ -144,12 +143,12 @@ def learn(W, N, game, beta, psi, theta, delta):
               "norm_bound": 0.0 if theta is None else float(np.linalg.norm(theta))}
     out = {}
     for method, bonus in (("pessimistic_nlhf", "joint"), ("pessimistic_entrywise", "entrywise")):
-        res = pessimism.pessimistic_policy(W, N, log_ref, d0, beta, bonus=bonus, **common)
+        res = nt.algorithms.pessimistic_policy(W, N, log_ref, d0, beta, bonus=bonus, **common)
         out[method] = (res.policy, res.radius, res.gap)
     if psi is None:
         p_hat = np.where(N > 0, W / np.where(N > 0, N, 1.0), 0.5)
     else:
-        theta_hat, _ = pessimism.fit_linear(W, N, psi, "logistic", RIDGE)
+        theta_hat, _ = nt.estimation.fit_linear_preference_host(W, N, psi, "logistic", RIDGE)
         p_hat = 1.0 / (1.0 + np.exp(-(psi @ theta_hat)))
     out["greedy_mle_nash"] = (nt.solve_kl_game(p_hat, game.pi_ref, beta).max_policy, 0.0, 0.0)
     return out

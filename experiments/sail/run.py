@@ -27,9 +27,8 @@ import pandas as pd
 from scipy import stats
 
 import nlhf_theory as nt
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory import InvalidInputError
 from nlhf_theory.algorithms import float64_mode, policy_trajectories, sample_dataset
-from nlhf_theory.algorithms._sail import sail_objective
 from nlhf_theory.reproduce import Check
 
 #: The SAIL hyper-parameters of the registry's ``sail`` (route weights, coefficients).
@@ -99,12 +98,16 @@ def baseline_maker(name, cell, **options):
 
 
 def policy_metrics(game, policies) -> dict:
-    """Win rate against ``pi_ref`` and KL to ``pi_ref`` of (..., X, Y) policies (closed form,
-    as :func:`nlhf_theory.win_rate` and :func:`nlhf_theory.kl_to_ref`, batched)."""
-    d0, ref = game.prompt_weights, game.pi_ref
-    win = np.einsum("...xy,xyz,xz->...x", policies, game.P, ref) @ d0
-    kl = (policies * np.log(policies / ref)).sum(-1) @ d0
-    return {"win_rate_ref": win, "kl_ref": kl}
+    """Win rate against ``pi_ref`` and KL to ``pi_ref`` of (..., X, Y) policies:
+    :func:`nlhf_theory.win_rate` and :func:`nlhf_theory.kl_to_ref`, vmapped in float64."""
+    policies = np.asarray(policies)
+    flat = policies.reshape((-1,) + game.pi_ref.shape)
+    with float64_mode():
+        win = jax.vmap(lambda p: nt.win_rate(game, p, game.pi_ref))(flat)
+        kl = jax.vmap(lambda p: nt.kl_to_ref(game, p))(flat)
+    shape = policies.shape[:-2]
+    return {"win_rate_ref": np.asarray(win).reshape(shape),
+            "kl_ref": np.asarray(kl).reshape(shape)}
 
 
 def tv_distance(game, a, b):
@@ -272,7 +275,7 @@ def self_labelled_gradients(games, cell) -> np.ndarray:
     """Draws of the sampled SAIL-PP (p = 1, pi = 0) gradient at a fixed policy, per game.
 
     The policy is ``softmax(log pi_ref + N(0, 1))`` (seed ``cell['seed']``). The gradient is
-    that of the registry's surrogate :func:`~nlhf_theory.algorithms._sail.sail_objective`
+    that of the registry's surrogate :func:`~nlhf_theory.algorithms.sail_objective`
     (the direction of the ``sail_pp`` update).
 
     Returns:
@@ -288,7 +291,7 @@ def self_labelled_gradients(games, cell) -> np.ndarray:
         data = sample_dataset(games[0].astype(np.float64), jax.random.key(0), 1)
 
         def gradient(theta, game, key):
-            return jax.grad(sail_objective)(
+            return jax.grad(nt.algorithms.sail_objective)(
                 theta, game, data, key, beta=cell["beta"], weights=(0.0, 1.0, 0.0),
                 coefficients=(0.0, 0.0, 0.0), variant="exact", mode="sampled",
                 batch_size=cell["pairs_per_prompt"])

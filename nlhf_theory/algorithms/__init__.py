@@ -5,7 +5,6 @@ import itertools
 import numpy as np
 
 from nlhf_theory._arrays import float64_mode
-from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.algorithms._base import Algorithm, PolicyState
 from nlhf_theory.algorithms._defaults import (
     DEFAULT_RULES,
@@ -31,6 +30,7 @@ from nlhf_theory.algorithms._pairwise import (
     online_ipo,
     xpo,
 )
+from nlhf_theory.algorithms._pessimism import PessimismResult, pessimistic_policy
 from nlhf_theory.algorithms._run import (
     METRICS,
     make_algorithm,
@@ -48,6 +48,7 @@ from nlhf_theory.estimation import (
     expected_counts,
     linear_coverage_coefficient,
 )
+from nlhf_theory.validation import InvalidInputError
 
 #: Registry of the algorithms by snake_case name (factories of :class:`Algorithm`).
 ALGORITHMS = {
@@ -135,6 +136,7 @@ __all__ = [
     "METRICS",
     "Algorithm",
     "Dataset",
+    "PessimismResult",
     "PolicyState",
     "TARGET_KINDS",
     "Target",
@@ -160,6 +162,7 @@ __all__ = [
     "online_ipo",
     "optimistic_nlhf",
     "pessimistic_nlhf",
+    "pessimistic_policy",
     "policy_trajectories",
     "rlhf_bt",
     "run",

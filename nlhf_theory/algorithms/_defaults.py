@@ -29,7 +29,7 @@ import math
 
 import jax.numpy as jnp
 
-from nlhf_theory import _validation as checks
+from nlhf_theory import validation as checks
 
 #: ``L = max |P - 1/2|``: at most 1/2 on any preference game.
 PAYOFF_BOUND = 0.5

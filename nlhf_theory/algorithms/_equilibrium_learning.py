@@ -19,8 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory import _validation as checks
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory import validation as checks
 from nlhf_theory.algorithms import _pessimism
 from nlhf_theory.algorithms._base import Algorithm
 from nlhf_theory.algorithms._targets import regularized_nash_target
@@ -33,6 +32,7 @@ from nlhf_theory.algorithms._uncertainty import (
 from nlhf_theory.data import check_dataset, sample_dataset
 from nlhf_theory.equilibria import kl_game_max_policy
 from nlhf_theory.estimation import check_features, dataset_counts, estimate, fit_linear_preference
+from nlhf_theory.validation import InvalidInputError
 
 ENHANCERS = ("uncertainty", "uncertainty_proxy", "self_play", "uniform", "reference",
              "best_of_n")

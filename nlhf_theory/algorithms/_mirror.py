@@ -12,9 +12,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory import validation as checks
 from nlhf_theory.algorithms._base import (
     Algorithm,
     log_softmax,
@@ -35,6 +34,7 @@ from nlhf_theory.algorithms._targets import (
     stationary_target,
 )
 from nlhf_theory.data import pair_loss, win_rate_pair_loss, win_rates
+from nlhf_theory.validation import InvalidInputError
 
 
 def check_geometric_step(eta, beta, name: str, method: str) -> None:

@@ -7,9 +7,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory import validation as checks
 from nlhf_theory.algorithms._base import Algorithm, log_softmax, policy_from_logits
 from nlhf_theory.algorithms._defaults import (
     bradley_terry_rule,
@@ -26,6 +25,7 @@ from nlhf_theory.data import (
     initial_dataset,
     pair_weights,
 )
+from nlhf_theory.validation import InvalidInputError
 
 #: The offline pairwise losses by name.
 PAIR_LOSSES = {"dpo": losses.dpo_loss, "ipo": losses.ipo_loss, "slic": losses.slic_loss}

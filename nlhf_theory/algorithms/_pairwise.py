@@ -18,8 +18,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nlhf_theory import _validation as checks
 from nlhf_theory import losses
+from nlhf_theory import validation as checks
 from nlhf_theory.algorithms._base import (
     Algorithm,
     PolicyState,

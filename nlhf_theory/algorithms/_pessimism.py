@@ -52,8 +52,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import special
 
-from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.equilibria import kl_game_max_policy
+from nlhf_theory.estimation import fit_linear_preference_host
+from nlhf_theory.validation import InvalidInputError
 
 BONUSES = ("joint", "vertex", "entrywise")
 #: Largest number of responses for which ``bonus="auto"`` solves the joint max-min.
@@ -704,29 +705,6 @@ class PessimismResult(NamedTuple):
     dimension: int
 
 
-def fit_linear(wins, counts, features, link="logistic", ridge=1.0, steps=50):
-    """``(theta_hat, design)``: ridge fit of ``P = link(theta . psi)`` to comparison counts
-    (NumPy twin of :func:`nlhf_theory.estimation.fit_linear_preference`, for the host callbacks:
-    logistic regression by Newton's method, or ridge least squares for the identity link),
-    with ``design = ridge I + sum_{x, a<b} N psi psi^T``."""
-    psi = np.asarray(features, np.float64)
-    Y = psi.shape[1]
-    up = _upper(Y)[None]
-    N = np.where(up, np.asarray(counts, np.float64), 0.0)
-    W = np.where(up, np.asarray(wins, np.float64), 0.0)
-    eye = np.eye(psi.shape[-1])
-    design = ridge * eye + np.einsum("xab,xabd,xabe->de", N, psi, psi)
-    theta = np.zeros(psi.shape[-1])
-    for _ in range(steps if link == "logistic" else 1):
-        z = psi @ theta
-        g, slope = (0.5 + z, np.ones_like(z)) if link == "identity" else (
-            special.expit(z), special.expit(z) * special.expit(-z))
-        grad = ridge * theta - np.einsum("xab,xabd->d", W - N * g, psi)
-        hess = ridge * eye + np.einsum("xab,xabd,xabe->de", N * slope, psi, psi)
-        theta = theta - np.linalg.solve(hess, grad)
-    return theta, design
-
-
 def _entrywise_policy(Q, log_ref, beta):
     return kl_game_max_policy(np.asarray(Q, np.float64), log_ref, float(beta))
 
@@ -812,7 +790,7 @@ def pessimistic_policy(wins, counts, log_ref, prompt_weights, beta, *, bonus="jo
         psi = np.asarray(features, np.float64)
         dim = psi.shape[-1]
         if theta_hat is None or design is None:
-            theta_hat, design = fit_linear(W, N, psi, link, ridge)
+            theta_hat, design = fit_linear_preference_host(W, N, psi, link, ridge)
         Nu = np.where(up, N, 0.0)
         gram = np.einsum("xab,xabd,xabe->de", Nu, psi, psi)          # sum_i psi_i psi_i^T
         if link == "logistic":  # the Hessian norm of the fit
@@ -828,7 +806,7 @@ def pessimistic_policy(wins, counts, log_ref, prompt_weights, beta, *, bonus="jo
             m = float(np.sqrt(np.max(space.norm2[seen], initial=0.0)))
             radius, kappa = logistic_ellipsoid(base, m)
             if not np.isfinite(radius):  # too little data: the global kappa of ||theta*|| <= S
-                theta_hat, design = fit_linear(W, N, psi, link, ridge)
+                theta_hat, design = fit_linear_preference_host(W, N, psi, link, ridge)
                 u = float(np.sqrt(np.max(np.sum(psi**2, -1)))) * max(
                     norm_bound, float(np.linalg.norm(theta_hat)))
                 kappa = float(special.expit(u) * special.expit(-u))

@@ -12,12 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from nlhf_theory import _validation as checks
+from nlhf_theory import validation as checks
 from nlhf_theory._arrays import float64_mode
-from nlhf_theory._validation import InvalidInputError, check_beta
 from nlhf_theory.equilibria import solve_regularized_nash
 from nlhf_theory.games import PreferenceGame, stack_games
 from nlhf_theory.metrics import duality_gap, exploitability, kl_to_ref, win_rate
+from nlhf_theory.validation import InvalidInputError, check_beta
 
 METRICS = ("duality_gap", "suboptimality", "exploitability", "kl_ref", "win_rate_ref",
            "win_rate_nash")

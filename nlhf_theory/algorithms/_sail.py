@@ -35,14 +35,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nlhf_theory import _validation as checks
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory import validation as checks
 from nlhf_theory.algorithms._base import Algorithm, log_softmax, policy_from_logits
 from nlhf_theory.algorithms._defaults import online_dpo_rule, step_size
 from nlhf_theory.algorithms._offline import OfflineState, dataset_init
 from nlhf_theory.algorithms._targets import reward_optimum_target
 from nlhf_theory.data import pair_expectation, pair_weights
+from nlhf_theory.validation import InvalidInputError
 
 VARIANTS = ("exact", "implemented")
 LABELS = ("bernoulli", "argmax")

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, traced
 from nlhf_theory.equilibria import solve_mixture_fixed_point, solve_nash, solve_regularized_nash
 from nlhf_theory.metrics import reward_optimal_policy
+from nlhf_theory.validation import InvalidInputError, traced
 
 #: The kinds of target, from the most to the least specific claim.
 KINDS = ("regularized_nash", "stationary_point", "nash", "reward_optimum", "loss_optimum",

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.validation import InvalidInputError
 
 #: Largest number of joint pure responses ``Y ** X`` the linear enhancer enumerates; above it,
 #: a multi-start coordinate ascent over prompts (see :func:`linear_enhancer`).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.validation import InvalidInputError
 
 ON_FAILURE = ("raise", "return")
 

@@ -9,9 +9,9 @@ import numpy as np
 import scipy.linalg
 from scipy.optimize import linprog
 
-from nlhf_theory._validation import InvalidInputError, checked_real
 from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
 from nlhf_theory.games import PreferenceGame
+from nlhf_theory.validation import InvalidInputError, checked_real
 
 _METHODS = ("auto", "highs", "highs-ipm", "highs-ds")
 

@@ -9,7 +9,11 @@ import time
 
 import numpy as np
 
-from nlhf_theory._validation import (
+from nlhf_theory._arrays import logsumexp, matvec
+from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
+from nlhf_theory.games import PreferenceGame
+from nlhf_theory.metrics import duality_gap
+from nlhf_theory.validation import (
     InvalidInputError,
     check_beta,
     checked_real,
@@ -18,10 +22,6 @@ from nlhf_theory._validation import (
     prompt_distribution,
     reference_policy,
 )
-from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
-from nlhf_theory.games import PreferenceGame
-from nlhf_theory.metrics import duality_gap
-from nlhf_theory.metrics._metrics import logsumexp, matvec
 
 _MAX_LOG_STEP = 20.0  # trust region of a mirror step: |log q_new - log q| <= 20
 _PATH_START = 0.05  # smaller beta are reached by path following from this one

@@ -7,15 +7,15 @@ import time
 
 import numpy as np
 
-from nlhf_theory._validation import (
+from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
+from nlhf_theory.games import PreferenceGame
+from nlhf_theory.validation import (
     InvalidInputError,
     check_beta,
     checked_real,
     positive_int,
     unit_interval,
 )
-from nlhf_theory.equilibria._certificate import CertifiedResult, SolverError, check_on_failure
-from nlhf_theory.games import PreferenceGame
 
 _MixtureFields = collections.namedtuple(
     "_MixtureFields", ("policy", "residual", "converged", "iterations", "seconds", "tol"))

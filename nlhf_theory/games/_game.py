@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from nlhf_theory._validation import (
+from nlhf_theory.validation import (
     InvalidInputError,
     checked_real,
     float_array,

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, float_array, validation_tolerance
 from nlhf_theory.games._game import PreferenceGame, bernoulli_labels
+from nlhf_theory.validation import InvalidInputError, float_array, validation_tolerance
 
 LINKS = ("logistic", "identity")
 

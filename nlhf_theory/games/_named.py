@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nlhf_theory._validation import (
+from nlhf_theory.games._game import PreferenceGame
+from nlhf_theory.validation import (
     InvalidInputError,
     check_simplex,
     float_array,
     positive_int,
 )
-from nlhf_theory.games._game import PreferenceGame
 
 
 def _sigmoid(z):

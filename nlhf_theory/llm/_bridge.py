@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import transformers
 
-from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.games import PreferenceGame, random_skew
 from nlhf_theory.llm._logprobs import sequence_logprobs, token_logprobs
+from nlhf_theory.validation import InvalidInputError
 
 PREFERENCES = ("transitive", "cyclic", "random_skew", "linear")
 ARCHITECTURES = ("llama", "gpt2")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import transformers
 
-from nlhf_theory._validation import InvalidInputError, check_beta
+from nlhf_theory.validation import InvalidInputError, check_beta
 
 
 def bridge_metrics(bridge, policy, equilibrium, beta, game=None) -> dict:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.validation import InvalidInputError
 
 #: Pair sources of the recipes whose pairs are sampled from the trained policy (on-policy).
 ON_POLICY_PAIRS = ("policy", "policy_vs_ref", "mixture", "policy_vs_mixture")

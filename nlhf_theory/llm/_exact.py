@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.llm._logprobs import sequence_logprobs
 from nlhf_theory.llm._recipes import RECIPES, PairLogps, Recipe
+from nlhf_theory.validation import InvalidInputError
 
 
 class ExactState(NamedTuple):

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.validation import InvalidInputError
 
 
 def _check_tensor(value, name, ndim):

@@ -24,8 +24,8 @@ import abc
 import numpy as np
 import torch
 
-from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.llm._data import Completions, left_pad
+from nlhf_theory.validation import InvalidInputError
 
 #: Probabilities within this distance outside [0, 1] are round-off and clipped; beyond, an error.
 PROBABILITY_TOLERANCE = 1e-6
@@ -302,7 +302,7 @@ class TableOracle(PreferenceOracle):
     """
 
     def __init__(self, P, prompts, sequences):
-        from nlhf_theory.games._game import PreferenceGame
+        from nlhf_theory.games import PreferenceGame
 
         P = np.asarray(P, dtype=np.float64)
         game = PreferenceGame(P)  # validates skew symmetry and range

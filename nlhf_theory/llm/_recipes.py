@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from nlhf_theory import losses
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.validation import InvalidInputError
 
 PAIR_SOURCES = ("dataset", "policy", "policy_vs_ref", "policy_vs_mixture", "mixture", "uniform",
                 "current_vs_policy", "policy_vs_enhancer")

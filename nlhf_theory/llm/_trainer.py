@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import transformers
 
-from nlhf_theory._validation import InvalidInputError
 from nlhf_theory.llm._data import (
     ON_POLICY_PAIRS,
     Completions,
@@ -43,6 +42,7 @@ from nlhf_theory.llm._data import (
 from nlhf_theory.llm._exact import hyperparameters as exact_hyperparameters
 from nlhf_theory.llm._logprobs import sequence_logprobs
 from nlhf_theory.llm._oracles import PreferenceOracle, TableOracle
+from nlhf_theory.validation import InvalidInputError
 
 #: TRL ``loss_type`` names with the recipe and options that reproduce them. TRL's ``ipo``
 #: averages the log-ratios over completion tokens (``length_normalize=True``); the paper's IPO

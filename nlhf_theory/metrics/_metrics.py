@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from nlhf_theory._arrays import logsumexp, matvec, namespace, xlogy_ratio
-from nlhf_theory._validation import (
+from nlhf_theory.validation import (
     InvalidInputError,
     check_beta,
     check_simplex,
@@ -169,6 +169,28 @@ def kl_to_ref(game, policy, *, per_prompt: bool = False):
     pi = policy_array(game, policy, xp=xp)
     _, pi_ref, weights = _game_arrays(game, xp, pi.dtype)
     return _reduce(xp, weights, xlogy_ratio(xp, pi, xp.log(pi_ref)), per_prompt)
+
+
+def kl_divergence(game, policy, other, *, per_prompt: bool = False):
+    """``E_x KL(pi(. | x) || pi'(. | x))``, d0-averaged (or per prompt), with ``0 log 0 = 0``.
+
+    Args:
+      game: a :class:`~nlhf_theory.PreferenceGame` (for its prompt weights and shapes).
+      policy: ``pi``, (Y,) or (X, Y) on the simplex.
+      other: ``pi'``, same shapes; infinite where ``pi' = 0 < pi``.
+      per_prompt: return (X,) values instead of their d0-average.
+
+    Example:
+      >>> import numpy as np, nlhf_theory as nt
+      >>> game = nt.make_game("comal_cyclic")
+      >>> float(nt.kl_divergence(game, game.pi_ref, game.pi_ref))
+      0.0
+    """
+    xp = namespace(policy, other)
+    pi = policy_array(game, policy, "policy", xp)
+    pi2 = policy_array(game, other, "other", xp)
+    _, _, weights = _game_arrays(game, xp, pi.dtype)
+    return _reduce(xp, weights, xlogy_ratio(xp, pi, xp.log(pi2)), per_prompt)
 
 
 def game_value(game, policy, other, beta, *, per_prompt: bool = False):

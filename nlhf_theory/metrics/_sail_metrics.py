@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, check_beta, check_simplex, float_array
+from nlhf_theory.validation import InvalidInputError, check_beta, check_simplex, float_array
 
 
 def _probabilities(P, name="P"):

@@ -6,13 +6,10 @@ statistics (:func:`fit_slope`, :func:`seed_band`) and figure helpers (:func:`ban
 :func:`subplots`, :func:`save_figure`) are what the experiments share. See docs/experiments.md.
 """
 
-from nlhf_theory.reproduce._plot import band, save_figure, subplots
-from nlhf_theory.reproduce._runner import (
+from nlhf_theory.reproduce._cells import (
     MODES,
-    CellStore,
     Check,
     Experiment,
-    Outcome,
     cell_key,
     cell_state,
     code_version,
@@ -20,6 +17,11 @@ from nlhf_theory.reproduce._runner import (
     library_fingerprint,
     list_experiments,
     load_experiment,
+)
+from nlhf_theory.reproduce._plot import band, save_figure, subplots
+from nlhf_theory.reproduce._runner import (
+    CellStore,
+    Outcome,
     reproduce,
     run_experiment,
     write_index,

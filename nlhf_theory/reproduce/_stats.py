@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from nlhf_theory._validation import InvalidInputError
+from nlhf_theory.validation import InvalidInputError
 
 
 class Slope(NamedTuple):

@@ -14,12 +14,12 @@ import sys
 import threading
 from pathlib import Path
 
-from nlhf_theory.reproduce import _runner
+from nlhf_theory.reproduce import _cells
 from nlhf_theory.reproduce._io import atomic_write_text
 
 # The library this process imported (its files may be edited later; the modules in memory
 # are not).
-_LIBRARY = _runner.library_fingerprint()
+_LIBRARY = _cells.library_fingerprint()
 # One cell at a time per process: a cell sets jax's global x64 flag (``cell_state``), which
 # would leak into a cell running concurrently in another thread (Dask's threads_per_worker > 1).
 _LOCK = threading.Lock()
@@ -33,13 +33,13 @@ def _experiment(root: str, name: str):
     cached = _LOADED.get(key)
     if cached is not None:
         experiment = cached[1]
-        if _runner.code_version(experiment, library=_LIBRARY) == cached[0]:
+        if _cells.code_version(experiment, library=_LIBRARY) == cached[0]:
             return experiment
     prefix = f"nlhf_experiments.{name}"
     for module in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
         del sys.modules[module]
-    experiment = _runner.load_experiment(name, root)
-    _LOADED[key] = (_runner.code_version(experiment, library=_LIBRARY), experiment)
+    experiment = _cells.load_experiment(name, root)
+    _LOADED[key] = (_cells.code_version(experiment, library=_LIBRARY), experiment)
     return experiment
 
 
@@ -68,8 +68,8 @@ def run_cell_task(root: str, name: str, cell: dict, version: str, store: str) ->
                 f"{name}: this worker's code (version {mine}) differs from the driver's "
                 f"({version}): it imported another nlhf_theory, or the files changed since it "
                 "started; restart the workers")
-        text = _runner.compute_cell(experiment, cell).to_csv(index=False)
-    path = Path(store) / f"{_runner.cell_key(cell)}.csv"
+        text = _cells.compute_cell(experiment, cell).to_csv(index=False)
+    path = Path(store) / f"{_cells.cell_key(cell)}.csv"
     try:
         atomic_write_text(path, text)
     except OSError:  # no shared file system: the driver stores the returned text

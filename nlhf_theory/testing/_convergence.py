@@ -5,8 +5,8 @@ from __future__ import annotations
 import hypothesis
 import numpy as np
 
-from nlhf_theory._validation import InvalidInputError, check_beta
 from nlhf_theory.algorithms import Algorithm, run_algorithm
+from nlhf_theory.validation import InvalidInputError, check_beta
 
 TARGETS = {"regularized_nash": "duality_gap", "nash": "exploitability"}
 

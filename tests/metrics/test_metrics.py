@@ -364,3 +364,19 @@ def test_gap_positive_away_from_uniform_fixed_point(game, data):
     distance = np.abs(pi - game.pi_ref).sum(-1)
     assume(np.all(distance >= 0.1))
     assert nt.duality_gap(game, pi, 1e6) >= 0.5 * 1e6 * 0.1**2 / 2
+
+
+def test_kl_divergence_matches_scipy_and_kl_to_ref():
+    rng = np.random.default_rng(3)
+    game = nt.PreferenceGame(np.full((2, 4, 4), 0.5), pi_ref=rng.dirichlet(np.ones(4), 2),
+                             prompt_weights=[0.3, 0.7])
+    p, q = rng.dirichlet(np.ones(4), 2), rng.dirichlet(np.ones(4), 2)
+    expected = rel_entr(p, q).sum(-1)
+    np.testing.assert_allclose(nt.kl_divergence(game, p, q, per_prompt=True), expected,
+                               rtol=1e-13)
+    assert float(nt.kl_divergence(game, p, q)) == pytest.approx(0.3 * expected[0]
+                                                                + 0.7 * expected[1], rel=1e-13)
+    assert float(nt.kl_divergence(game, p, game.pi_ref)) == float(nt.kl_to_ref(game, p))
+    p[0] = [0.0, 0.5, 0.5, 0.0]  # 0 log 0 = 0, and infinite where the second has no mass
+    assert np.isfinite(float(nt.kl_divergence(game, p, q)))
+    assert float(nt.kl_divergence(game, q, p)) == np.inf

@@ -225,11 +225,11 @@ def test_library_fingerprint_sees_every_library_module(tmp_path):
 
 
 def test_code_version_changes_with_the_library(toy, monkeypatch):
-    from nlhf_theory.reproduce import _runner
+    from nlhf_theory.reproduce import _cells
 
     experiment = load_experiment("toy_a", toy)
     original = code_version(experiment)
-    monkeypatch.setattr(_runner, "library_fingerprint", lambda root=None: "0123456789ab")
+    monkeypatch.setattr(_cells, "library_fingerprint", lambda root=None: "0123456789ab")
     changed = code_version(experiment)
-    monkeypatch.setattr(_runner, "library_fingerprint", lambda root=None: "ba9876543210")
+    monkeypatch.setattr(_cells, "library_fingerprint", lambda root=None: "ba9876543210")
     assert len({original, changed, code_version(experiment)}) == 3

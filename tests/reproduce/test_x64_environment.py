@@ -9,11 +9,11 @@ SCRIPT = r"""
 import contextlib
 import sys
 import nlhf_theory as nt
-from nlhf_theory.reproduce import _runner, load_experiment
-from nlhf_theory.reproduce._runner import compute_cell
+from nlhf_theory.reproduce import _cells, load_experiment
+from nlhf_theory.reproduce._cells import compute_cell
 
 if sys.argv[2] == "unguarded":  # what a cell computed before reproduce fixed jax's x64 state
-    _runner.cell_state = contextlib.nullcontext
+    _cells.cell_state = contextlib.nullcontext
 
 experiment = load_experiment("offline_rate")
 cells = experiment.run.cells(experiment.settings("quick"))

@@ -1,8 +1,20 @@
-"""Input validation shared by every public entry point.
+"""Input validation shared by every public entry point (and by user-written algorithms).
 
 Every check raises :class:`InvalidInputError` (a ``ValueError``) whose message names the
 argument and the violated condition, so bad input never turns into a silent NaN or a traceback
-from deep inside jax.
+from deep inside jax. The hyper-parameter checks (:func:`positive`, :func:`positive_int`,
+:func:`unit_interval`, :func:`nonnegative`, :func:`check_choice`, :func:`check_mode`) pass a
+traced value (a swept hyper-parameter inside ``vmap``) through unchecked: sweeps check every
+value concretely before tracing. The algorithms import this module as ``checks``.
+
+Example:
+  >>> from nlhf_theory import validation as checks
+  >>> checks.positive_int(3.0, "steps")
+  3
+  >>> checks.positive(-1.0, "beta")
+  Traceback (most recent call last):
+  ...
+  nlhf_theory.validation.InvalidInputError: beta: must be finite and > 0, got -1.0
 """
 
 from __future__ import annotations
