@@ -102,7 +102,10 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
     """Nash-MD (Munos et al. 2023), idealized tabular form, or the EGPO authors' gradient form.
 
     ``pi_mix ∝ pi_t^{1 - eta_mix beta} pi_ref^{eta_mix beta}`` (geometric mixture with the
-    reference), then ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P(y > pi_mix))``.
+    reference), then ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P(y > pi_mix))``,
+    with ``beta`` = ``beta``, ``eta`` = ``learning_rate`` (None: the schedule ``eta_t`` below),
+    ``eta_mix`` = ``mixture_learning_rate`` and ``P(y > pi) = (P pi)(y)`` the win rates, exact
+    or from ``comparisons_per_response`` oracle comparisons per response.
     With ``eta_mix = eta`` (the default) this is Munos et al.'s
     ``pi_{t+1} ∝ pi_mix exp(eta_t P(y > pi_mix))``; with their step
     ``eta_t = 2 / (beta (t + 2))``, ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1))`` (Thm. 1),
@@ -121,32 +124,46 @@ def nash_md(beta, learning_rate=None, *, mixture_learning_rate=None, form: str =
     are ``form="gradient", learning_rate=lr, mixture_learning_rate=2 lr / (beta Y)`` (the
     mixture step is half the step of the update, ``eta_mix = eta / 2``).
 
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta``) with Thm. 1's
+    schedule (``learning_rate`` and ``mixture_learning_rate`` both None), else
+    ``"stationary_point"``: the biased fixed point of the mixture weight ``eta_mix beta``
+    (``eta_mix`` = ``mixture_learning_rate``, or ``learning_rate`` when that is None).
+
     Args:
       beta: KL coefficient > 0.
       learning_rate: constant step ``eta`` with ``eta * beta <= 1`` (mirror and loss forms), or
-        the gradient step on the logits (``form="gradient"``, required there); None for
-        Thm. 1's schedule.
-      mixture_learning_rate: ``eta_mix`` with ``eta_mix * beta <= 1``; None: the same as
-        ``learning_rate`` (or as the schedule).
-      form: ``"mirror"`` (closed form), ``"loss"`` (``loss_steps`` gradient steps of size
-        ``loss_learning_rate`` on the square loss whose minimizer is the mirror step: INPO's
-        loss with pairs drawn from ``pi_mix``, see :func:`inpo_loss_step`) or ``"gradient"``
-        (above).
-      mode: ``"exact"`` or ``"sampled"`` (mirror: win rates from oracle comparisons; loss,
-        gradient: pairs per prompt).
+        the gradient step on the logits (``form="gradient"``, required there); default None:
+        Thm. 1's schedule ``eta_t = 2 / (beta (t + 2))``.
+      mixture_learning_rate: ``eta_mix`` with ``eta_mix * beta <= 1``; default None: the same
+        as ``learning_rate`` (or as the schedule).
+      form: ``"mirror"`` (default, closed form), ``"loss"`` (``loss_steps`` gradient steps of
+        size ``loss_learning_rate`` on the square loss whose minimizer is the mirror step:
+        INPO's loss with pairs drawn from ``pi_mix``, see :func:`inpo_loss_step`) or
+        ``"gradient"`` (above).
+      loss_steps: inner gradient steps per iteration of the loss form, >= 1 (default 200).
+      loss_learning_rate: their step size > 0 (default 0.5).
+      mode: ``"exact"`` (default) or ``"sampled"`` (mirror: win rates from oracle comparisons;
+        loss, gradient: pairs per prompt).
       comparisons_per_response: oracle comparisons per response for a sampled win rate
-        (sampled mirror form).
-      pairs_per_prompt: pairs per prompt of a sampled loss (sampled loss and gradient forms).
+        (sampled mirror form), >= 1 (default 16).
+      pairs_per_prompt: pairs per prompt of a sampled loss (sampled loss and gradient forms),
+        >= 1 (default 16).
 
     Returns:
-      An :class:`~nlhf_theory.algorithms.Algorithm`.
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
 
     Example:
       >>> import jax, nlhf_theory as nt
-      >>> alg = nt.algorithms.nash_md(beta=0.1)
+      >>> nt.algorithms.nash_md(beta=0.1).target.kind
+      'regularized_nash'
+      >>> alg = nt.algorithms.nash_md(beta=0.1, learning_rate=1.0)
+      >>> alg.target.kind
+      'stationary_point'
       >>> game = nt.make_game("comal_cyclic")
-      >>> state = alg.init(game, jax.random.key(0))
-      >>> state = alg.update(state, game, jax.random.key(1))
+      >>> state = alg.update(alg.init(game, jax.random.key(0)), game, jax.random.key(1))
+      >>> int(state.step)
+      1
 
     References:
       Munos et al. 2023, arXiv:2312.00886, Sec. 6 (Nash-MD) and Thm. 1; code
@@ -198,23 +215,45 @@ def inpo(beta, learning_rate=None, *, form: str = "mirror", loss_steps: int = 20
          comparisons_per_response: int = 16, pairs_per_prompt: int = 16) -> Algorithm:
     """INPO's online mirror descent (Zhang et al. 2024), idealized tabular form.
 
-    ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P(y > pi_t))``: mirror descent
+    ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P(y > pi_t))``, with ``eta`` =
+    ``learning_rate``, ``beta`` = ``beta`` (INPO's ``tau``) and ``P(y > pi_t)`` the iterate's
+    win rates (exact, or from ``comparisons_per_response`` oracle comparisons): mirror descent
     on the KL-regularized game, converging to ``pi*_beta``. Its square loss is
-    :func:`nlhf_theory.losses.inpo_loss`. Notation: INPO's ``tau`` is ``beta``.
+    :func:`nlhf_theory.losses.inpo_loss`.
 
     ``form="mirror"`` applies the update in closed form; ``form="loss"`` is the parametric
     (softmax-logit) algorithm the paper runs: each iteration takes ``loss_steps`` gradient
     steps on INPO's square loss over pairs ``y, y' ~ pi_t`` (exact expectation or sampled). Its
     minimizer is the mirror step, so the two agree as the inner optimization converges.
 
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta`` of the given ``beta``)
+    for every step and form.
+
     Args:
       beta: KL coefficient > 0.
       learning_rate: step ``eta`` > 0 with ``eta * beta <= 1`` (default None:
         ``eta* = beta / (beta^2 + 1/4)``, the step that makes the linearized map the strongest
         contraction on every game, :func:`~nlhf_theory.algorithms.mirror_step`).
-      form: ``"mirror"`` or ``"loss"``.
-      loss_steps, loss_learning_rate: gradient descent on the loss (``form="loss"``).
-      mode, comparisons_per_response, pairs_per_prompt: as in :func:`nash_md`.
+      form: ``"mirror"`` (default) or ``"loss"``.
+      loss_steps, loss_learning_rate: gradient descent on the loss (``form="loss"``; defaults
+        200 and 0.5).
+      mode, comparisons_per_response, pairs_per_prompt: as in :func:`nash_md` (defaults
+        ``"exact"``, 16, 16).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
+
+    Example:
+      The last iterate reaches the target policy:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game = nt.make_game("comal_cyclic")
+      >>> alg = nt.algorithms.inpo(beta=0.1, learning_rate=1.0)
+      >>> final = jax.lax.fori_loop(0, 300, lambda t, s: alg.update(s, game, None),
+      ...                           alg.init(game))
+      >>> bool(np.abs(alg.policy(final) - alg.target.policy(game)).max() < 1e-6)
+      True
 
     References:
       Zhang et al. 2024, arXiv:2407.00617, Sec. 4.
@@ -243,6 +282,8 @@ def sppo(learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
          comparisons_per_response: int = 16) -> Algorithm:
     """SPPO's multiplicative weights (Wu et al. 2024): ``pi_{t+1} ∝ pi_t exp(eta P(y > pi_t))``.
 
+    ``eta`` = ``learning_rate`` (None: the anytime-Hedge schedule ``eta_t``), ``P(y > pi_t)``
+    the iterate's win rates (exact, or from ``comparisons_per_response`` oracle comparisons).
     No KL anchor: the average iterate approaches the maximal lottery, the last iterate cycles
     on intransitive games. Its square loss is :func:`nlhf_theory.losses.sppo_loss`.
     Notation: the SPPO code's ``beta`` is ``1 / eta``.
@@ -252,15 +293,35 @@ def sppo(learning_rate=None, *, form: str = "mirror", loss_steps: int = 200,
     normalizer ``log Z`` of the mirror step by ``eta / 2``, so the two forms agree up to
     ``O(eta^2)``.
 
+    Target: ``alg.target.kind`` is ``"none"`` for every ``learning_rate``: the last iterate
+    has no convergence claim (only the average iterate's, above).
+
     Args:
       learning_rate: step ``eta`` > 0 (default None: anytime Hedge, ``eta_t = sqrt(8 ln Y /
         t)`` at the ``t``-th update, whose regret over any horizon ``T`` is at most ``sqrt(2 T
         ln Y) + sqrt(ln Y / 8)`` (Cesa-Bianchi & Lugosi 2006, Thm. 2.3), so the average
         iterate's exploitability falls as ``sqrt(2 ln Y / T)``).
-      form: ``"mirror"`` or ``"loss"``.
-      loss_steps, loss_learning_rate: gradient descent on the loss (``form="loss"``).
-      mode: ``"exact"`` or ``"sampled"``.
-      comparisons_per_response: oracle comparisons per response for a sampled win rate.
+      form: ``"mirror"`` (default) or ``"loss"``.
+      loss_steps, loss_learning_rate: gradient descent on the loss (``form="loss"``; defaults
+        200 and 0.5).
+      mode: ``"exact"`` (default) or ``"sampled"``.
+      comparisons_per_response: oracle comparisons per response for a sampled win rate, >= 1
+        (default 16).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
+
+    Example:
+      On a cyclic game the last iterate drifts away from the maximal lottery:
+
+      >>> import nlhf_theory as nt
+      >>> nt.algorithms.sppo().target.kind
+      'none'
+      >>> df = nt.run("sppo", nt.make_game("comal_cyclic"), beta=0.1, steps=300,
+      ...             learning_rate=1.0)
+      >>> bool(df.exploitability.iloc[-1] > 10 * df.exploitability.iloc[0])
+      True
 
     References:
       Wu et al. 2024, arXiv:2405.00675, Sec. 3.
@@ -294,12 +355,31 @@ def dno(learning_rate=None, *, mode: str = "exact",
     ``r_t(y) = P(y > pi_t)``, i.e. ``pi_{t+1} ∝ pi_t exp(r_t / eta)``: the same multiplicative
     weights as :func:`sppo` with step ``1 / eta`` (the practical DNO regresses this update with
     a contrastive loss on on-policy pairs; that is an implementation of the same step).
+    Here ``eta`` = ``learning_rate`` and ``r_t`` is exact or estimated from
+    ``comparisons_per_response`` oracle comparisons per response.
+
+    Target: ``alg.target.kind`` is ``"none"``, as for :func:`sppo`, whatever ``learning_rate``.
 
     Args:
       learning_rate: the KL coefficient ``eta`` > 0 of each step (the step size is
         ``1 / eta``; default None: SPPO's anytime-Hedge steps, ``eta_t = 1 / sqrt(8 ln Y / t)``).
-      mode: ``"exact"`` or ``"sampled"``.
-      comparisons_per_response: oracle comparisons per response for a sampled win rate.
+      mode: ``"exact"`` (default) or ``"sampled"``.
+      comparisons_per_response: oracle comparisons per response for a sampled win rate, >= 1
+        (default 16).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState` (that of ``sppo(1 / learning_rate)``).
+
+    Example:
+      DNO with KL coefficient ``eta`` is SPPO with step ``1 / eta``:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game = nt.make_game("comal_cyclic")
+      >>> a, b = nt.algorithms.dno(learning_rate=4.0), nt.algorithms.sppo(learning_rate=0.25)
+      >>> sa, sb = (f.update(f.init(game), game, jax.random.key(0)) for f in (a, b))
+      >>> bool(np.allclose(a.policy(sa), b.policy(sb)))
+      True
 
     References:
       Rosset et al. 2024, arXiv:2404.03715, Alg. 1.
@@ -441,13 +521,17 @@ def mpo(beta, learning_rate=None, period=None, *, form: str = "mirror",
     (1 + eta beta)``; to reproduce an old run with ``learning_rate = e``, pass
     ``learning_rate = e / (1 - e beta)`` (admitted for ``e <= 4 beta / (1 + 4 beta^2)``).
 
+    Target: ``alg.target.kind`` is ``"nash"`` (the maximal lottery) for every ``beta``,
+    ``learning_rate`` and ``period``: the proximal-point outer loop's limit (faithful to the
+    theory when ``period`` is long enough, see above).
+
     Args:
       beta: magnet strength > 0 (the KL coefficient of each inner game).
       learning_rate: MMD's step ``eta``, ``0 < eta <= 4 beta`` (see above; default None:
         ``4 beta``, the largest step of the linear rate, :func:`magnetic_step`).
       period: steps between magnet resets, >= 1 (default None: ``ceil(ln 10 / ln(1 + eta
         beta))``, a 10-fold contraction toward ``pi*_rho`` per magnet, :func:`magnet_period`).
-      form: ``"mirror"`` (closed-form step) or ``"loss"``: ``loss_steps`` gradient steps of
+      form: ``"mirror"`` (default, closed-form step) or ``"loss"``: ``loss_steps`` steps of
         size ``loss_learning_rate`` on the logits minimizing the MMD proximal objective
         ``KL(pi || pi_t) + eta beta KL(pi || rho) - eta <pi, P(y > pi_t)>``
         (:func:`mmd_loss_step`), whose minimizer is the mirror step.
@@ -499,13 +583,43 @@ def comal(beta, learning_rate=None, period=None, *, form: str = "mirror",
           comparisons_per_response: int = 16, pairs_per_prompt: int = 16) -> Algorithm:
     """COMAL (Liu et al. 2024): conceptual proximal point with an INPO inner loop.
 
-    Each outer iteration solves the regularized game centred at the current anchor with
-    ``period`` INPO steps (linear convergence, so the inner solution is accurate when
-    ``period * eta * beta`` is large) and moves the anchor to the result. The anchor
-    sequence satisfies ``KL(pi* || pi_{k+1}) <= KL(pi* || pi_k)`` and converges to the
-    unregularized equilibrium in the last iterate. ``form="loss"`` minimizes INPO's square
-    loss (centred at the anchor) with ``loss_steps`` gradient steps of size
-    ``loss_learning_rate`` per inner step, as the COMAL code does.
+    Inner step: ``pi_{t+1} ∝ pi_t^{1 - eta beta} rho^{eta beta} exp(eta P(y > pi_t))``, with
+    ``eta`` = ``learning_rate``, ``beta`` = ``beta``, ``rho`` the anchor (``pi_ref`` at
+    first) and ``P(y > pi_t)`` the win rates (exact or sampled); every ``period`` steps the
+    anchor moves to the iterate, ``rho <- pi_t``. Each outer iteration thus solves the
+    regularized game centred at the current anchor with ``period`` INPO steps (linear
+    convergence, so the inner solution is accurate when ``period * eta * beta`` is large) and
+    moves the anchor to the result. The anchor sequence satisfies ``KL(pi* || pi_{k+1}) <=
+    KL(pi* || pi_k)`` and converges to the unregularized equilibrium in the last iterate.
+    ``form="loss"`` minimizes INPO's square loss (centred at the anchor) with ``loss_steps``
+    gradient steps of size ``loss_learning_rate`` per inner step, as the COMAL code does.
+
+    Target: ``alg.target.kind`` is ``"nash"`` (the maximal lottery) whatever ``beta``,
+    ``learning_rate`` and ``period``.
+
+    Args:
+      beta: KL coefficient > 0 of each inner game (toward the anchor).
+      learning_rate: INPO step ``eta`` > 0 with ``eta * beta <= 1`` (default None: ``eta* =
+        beta / (beta^2 + 1/4)``, :func:`~nlhf_theory.algorithms.mirror_step`).
+      period: inner steps per anchor, >= 1 (default None: ``ceil(2 ln 10 / (eta beta))``, a
+        10-fold contraction of the inner bound per anchor,
+        :func:`~nlhf_theory.algorithms.anchor_period`).
+      form, loss_steps, loss_learning_rate, mode, comparisons_per_response, pairs_per_prompt:
+        as in :func:`inpo` (the loss form's square loss is centred at the anchor).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`MagnetState`
+      (``magnet`` holds the anchor).
+
+    Example:
+      >>> import jax, nlhf_theory as nt
+      >>> alg = nt.algorithms.comal(beta=0.1, period=2)
+      >>> game = nt.make_game("comal_cyclic")
+      >>> state = alg.init(game)
+      >>> for t in range(2):
+      ...     state = alg.update(state, game, jax.random.key(t))
+      >>> bool((state.magnet == state.logits).all()), alg.target.kind
+      (True, 'nash')
 
     References:
       Liu et al. 2024, arXiv:2410.23223, Alg. 1 (COMAL) and Sec. 4.
