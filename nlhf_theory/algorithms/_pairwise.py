@@ -102,11 +102,39 @@ def online_dpo(beta, learning_rate=None, *, mode: str = "exact",
                pairs_per_prompt: int = 64) -> Algorithm:
     """Online (iterative) DPO: the DPO loss on on-policy pairs labelled by the oracle.
 
-    Pairs ``y, y' ~ pi_t`` (stop-gradient), the reference fixed at ``pi_ref``, the policy
-    warm-started from the previous iterate; one gradient step per iteration. On Bradley-Terry
-    preferences its fixed point is the RLHF optimum ``pi_ref exp(r / beta) / Z``; on
-    intransitive preferences it does not reach the regularized Nash equilibrium
-    (Calandriello et al. 2024, Thm. F.6).
+    ``theta_{t+1} = theta_t - lr grad E_{y, y' ~ pi_t, l ~ P}[-log sigma(beta h (2 l - 1))]``
+    with ``lr`` = ``learning_rate``, ``beta`` = ``beta``, ``h = log(pi_theta / pi_ref)(y) -
+    log(pi_theta / pi_ref)(y')`` and ``l`` the label (``P[x, y, y']`` in expectation, or an
+    oracle draw over ``pairs_per_prompt`` pairs per prompt): pairs ``y, y' ~ pi_t``
+    (stop-gradient), the reference fixed at ``pi_ref``, the policy warm-started from the
+    previous iterate; one gradient step per iteration. On Bradley-Terry preferences its fixed
+    point is the RLHF optimum ``pi_ref exp(r / beta) / Z``; on intransitive preferences it does
+    not reach the regularized Nash equilibrium (Calandriello et al. 2024, Thm. F.6).
+
+    Target: ``alg.target.kind`` is ``"reward_optimum"`` for every ``beta`` and step (its
+    policy needs a Bradley-Terry game).
+
+    Args:
+      beta: KL coefficient > 0 (DPO's beta).
+      learning_rate: gradient step ``lr`` > 0 on the logits (default None: ``2 eta* / (beta
+        w)``, IPO's policy-pair rule scaled by DPO's curvature,
+        :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
+      mode: ``"exact"`` (default, expected loss) or ``"sampled"``.
+      pairs_per_prompt: pairs per prompt per step in the sampled mode, >= 1 (default 64).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
+
+    Example:
+      On a Bradley-Terry game the last iterate reaches the RLHF optimum:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game, key = nt.make_game("bradley_terry"), jax.random.key(0)
+      >>> alg = nt.algorithms.online_dpo(beta=1.0)
+      >>> last = jax.lax.fori_loop(0, 200, lambda t, s: alg.update(s, game, key), alg.init(game))
+      >>> bool(np.abs(alg.policy(last) - alg.target.policy(game)).max() < 1e-6)
+      True
 
     References:
       Rafailov et al. 2023, arXiv:2305.18290 (the loss); Guo et al. 2024, "Direct language
@@ -122,7 +150,9 @@ def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient
     """Online IPO: one gradient step per iteration on an IPO square loss against ``pi_t``.
 
     ``theta_{t+1} = theta_t - lr grad L(theta_t; pi_t)``, the opponent ``pi_t`` held fixed
-    (stop-gradient), with one of two losses (the EGPO authors' simulation runs both):
+    (stop-gradient), with ``lr`` = ``learning_rate``, ``beta`` = ``beta``, ``h`` the log-ratio
+    margin ``log(pi_theta / pi_ref)(y) - log(pi_theta / pi_ref)(y')`` and ``P`` exact or
+    oracle-sampled (``labels``), and one of two losses (the EGPO authors' simulation runs both):
 
     * ``pairs="policy"`` (Calandriello et al. eq. 11; the authors' "Online IPO 2"):
       ``L = E_{y, y' ~ pi_t}[(h(y, y') - (P(y > y') - 1/2) / beta)^2]``.
@@ -145,22 +175,26 @@ def online_ipo(beta, learning_rate=None, *, pairs: str = "policy", extragradient
 
     Notation: Calandriello et al.'s ``tau`` is ``beta``.
 
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta``) for both losses, with
+    or without ``extragradient``.
+
     Args:
       beta: KL coefficient > 0.
       learning_rate: gradient step ``lr`` > 0 on the logits (default None: ``eta* beta / 4``
         for policy pairs, ``eta* beta Y / 4`` for uniform ones, divided by the largest prompt
         weight, with ``eta* = beta / (beta^2 + 1/4)``: every response's mirror step is at most
         INPO's contraction step; :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
-      pairs: ``"policy"`` or ``"uniform"`` (above).
-      extragradient: take EGPO's extragradient step.
-      mode: ``"exact"`` (expected loss) or ``"sampled"``.
-      pairs_per_prompt: pairs per prompt per step (sampled mode; per gradient, two in an
-        extragradient step, each with fresh draws).
+      pairs: ``"policy"`` (default) or ``"uniform"`` (above).
+      extragradient: take EGPO's extragradient step (default False).
+      mode: ``"exact"`` (default, expected loss) or ``"sampled"``.
+      pairs_per_prompt: pairs per prompt per step, >= 1 (default 64; sampled mode; per
+        gradient, two in an extragradient step, each with fresh draws).
       labels: sampled mode: ``"bernoulli"`` (oracle draws, default) or ``"probability"``
         (the preference probabilities as labels, as in the authors' simulation).
 
     Returns:
-      An :class:`~nlhf_theory.algorithms.Algorithm`.
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
 
     Example:
       >>> import nlhf_theory as nt
@@ -183,14 +217,36 @@ def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
            pairs_per_prompt: int = 64) -> Algorithm:
     """IPO-MD: online IPO with pairs from the geometric mixture ``pi_t^{1-m} pi_ref^m``.
 
+    ``theta_{t+1} = theta_t - lr grad E_{y, y' ~ mu_t}[(h(y, y') - (P(y > y') - 1/2) /
+    beta)^2]`` with ``mu_t ∝ pi_t^{1-m} pi_ref^m`` (stop-gradient), ``lr`` =
+    ``learning_rate``, ``m`` = ``mixture``, ``beta`` = ``beta`` and ``h`` the log-ratio margin
+    of :func:`online_ipo` (whose ``pairs="policy"`` loss this is, at ``m = 0``). Its
+    stationary point solves ``pi ∝ pi_ref exp(P(y > pi^{1-m} pi_ref^m) / beta)``, Nash-MD-PG's.
+
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta``) when ``mixture`` is 0,
+    else ``"stationary_point"`` (the fixed point above).
+
     Args:
       beta: KL coefficient > 0.
       learning_rate: gradient step > 0 on the logits (default None: online IPO's rule for
         policy pairs, :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
       mixture: weight ``m`` in [0, 1] of ``pi_ref`` in the behaviour policy (their ``beta``;
-        0.125 in their experiments).
-      mode: ``"exact"`` or ``"sampled"``.
-      pairs_per_prompt: pairs per prompt per step (sampled mode).
+        default 0.125, as in their experiments).
+      mode: ``"exact"`` (default) or ``"sampled"``.
+      pairs_per_prompt: pairs per prompt per step in the sampled mode, >= 1 (default 64).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
+
+    Example:
+      >>> import jax, nlhf_theory as nt
+      >>> [nt.algorithms.ipo_md(0.1, mixture=m).target.kind for m in (0.0, 0.125)]
+      ['regularized_nash', 'stationary_point']
+      >>> game = nt.make_game("munos_nontransitive")
+      >>> alg = nt.algorithms.ipo_md(0.1, mode="sampled", pairs_per_prompt=8)
+      >>> alg.policy(alg.update(alg.init(game), game, jax.random.key(0))).shape
+      (1, 3)
 
     References:
       Calandriello et al. 2024, arXiv:2403.08635, Sec. 4 (IPO-MD).
@@ -207,8 +263,10 @@ def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int
     beta)^2]`` (:func:`nlhf_theory.losses.win_rate_ipo_loss`, the opponent ``pi'`` held fixed):
     ``theta_{t+1/2} = theta_t - lr grad L(theta_t; pi_{theta_t})``, then
     ``theta_{t+1} = theta_t - lr grad L(theta_t; pi_{theta_{t+1/2}})``: the half step only
-    moves the opponent. Exact mode: every ordered pair with weight ``1 / Y^2``, as the
-    authors' tabular simulation (``extragradient``); for a tabular policy on ``Y`` responses
+    moves the opponent (``lr`` = ``learning_rate``, ``beta`` = ``beta``, ``h_theta`` the
+    log-ratio margin of :func:`online_ipo`). Exact mode: every ordered pair with weight
+    ``1 / Y^2``, as the authors' tabular simulation (``extragradient``); for a tabular policy
+    on ``Y`` responses
     it is exactly the extragradient mirror step
     ``pi_{t+1/2} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_t)``,
     ``pi_{t+1} ∝ pi_t^{1 - eta beta} pi_ref^{eta beta} exp(eta P pi_{t+1/2})`` with
@@ -221,18 +279,22 @@ def egpo(beta, learning_rate=None, *, mode: str = "exact", pairs_per_prompt: int
     Nash equilibrium ``pi*_beta``. The former update of this name (extragradient on the
     policy-pair loss) is ``online_ipo(..., extragradient=True)``.
 
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta``) for every ``beta``,
+    step, mode and labels.
+
     Args:
       beta: KL coefficient > 0.
       learning_rate: gradient step ``lr`` > 0 on the logits (the authors' tabular runs: 0.1,
         0.02, 2e-4 at beta = 0.1, 0.01, 0.001). Default None: ``eta* beta Y / (4 w)`` with
         ``eta* = beta / (beta^2 + 1/4)`` and ``w`` the largest prompt weight, the step whose
         mirror form is INPO's contraction step (:data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
-      mode: ``"exact"`` or ``"sampled"``.
-      pairs_per_prompt: triples per prompt per gradient (sampled mode).
-      labels: ``"bernoulli"`` or ``"probability"`` (sampled mode).
+      mode: ``"exact"`` (default) or ``"sampled"``.
+      pairs_per_prompt: triples per prompt per gradient in the sampled mode, >= 1 (default 64).
+      labels: ``"bernoulli"`` (default) or ``"probability"`` (sampled mode).
 
     Returns:
-      An :class:`~nlhf_theory.algorithms.Algorithm`.
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
 
     Example:
       >>> import nlhf_theory as nt
@@ -261,17 +323,40 @@ def nash_md_pg(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
     Ascends ``E_{y ~ pi, y' ~ pi_mix}[P(y > y')] - beta KL(pi || pi_ref)`` in the logits, with
     the opponent ``pi_mix ∝ pi_t^{1-m} pi_ref^m`` held fixed (stop-gradient). Exact mode: the
     gradient of that population objective; sampled mode: the REINFORCE estimate
-    ``grad log pi(y) [1(y > y') - 1/2 - beta log(pi(y) / pi_ref(y))]``. ``m = 0`` is self-play
-    (whose expected gradient equals online IPO's, Calandriello et al. Prop. 4.2).
+    ``grad log pi(y) [1(y > y') - 1/2 - beta log(pi(y) / pi_ref(y))]`` over
+    ``pairs_per_prompt`` draws ``y ~ pi_t``, ``y' ~ pi_mix`` per prompt. The step is
+    ``theta_{t+1} = theta_t + lr grad`` with ``lr`` = ``learning_rate``, ``m`` = ``mixture``,
+    ``beta`` = ``beta``. ``m = 0`` is self-play (whose expected gradient equals online IPO's,
+    Calandriello et al. Prop. 4.2).
+
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta``) when ``mixture`` is 0,
+    else ``"stationary_point"``, the fixed point ``pi ∝ pi_ref exp(P(y > pi^{1-m} pi_ref^m) /
+    beta)`` that IPO-MD shares.
 
     Args:
-      beta: KL coefficient > 0.
+      beta: KL coefficient > 0 (Munos et al.'s ``tau``).
       learning_rate: gradient (ascent) step > 0 on the logits (default None: ``eta* / w``,
         so every response's mirror step ``lr d0(x) pi(y)`` is at most INPO's contraction step
         ``eta* = beta / (beta^2 + 1/4)``; :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
-      mixture: weight ``m`` in [0, 1] of ``pi_ref`` in the opponent (their ``beta``).
-      mode: ``"exact"`` or ``"sampled"``.
-      pairs_per_prompt: pairs per prompt per step (sampled mode).
+      mixture: weight ``m`` in [0, 1] of ``pi_ref`` in the opponent (their ``beta``; default
+        0.125, in their best range).
+      mode, pairs_per_prompt: as in :func:`ipo_md` (defaults ``"exact"``, 64).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
+
+    Example:
+      Self-play reaches ``pi*_beta``:
+
+      >>> import nlhf_theory as nt
+      >>> alg = nt.algorithms.nash_md_pg(beta=0.1, learning_rate=2.0, mixture=0.0)
+      >>> alg.target.kind
+      'regularized_nash'
+      >>> df = nt.algorithms.run_algorithm(alg, nt.make_game("comal_cyclic"), beta=0.1,
+      ...                                  steps=300)
+      >>> bool(df.duality_gap.iloc[-1] < 1e-10)
+      True
 
     References:
       Munos et al. 2023, arXiv:2312.00886, Sec. 7 (Nash-MD-PG).
@@ -318,15 +403,33 @@ def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
     the log-likelihood of reference samples pushes mass toward responses ``pi_ref`` covers
     poorly. ``alpha = 0`` is online DPO with a reference-policy opponent. Interpretation: the
     paper minimizes the objective over all data collected so far; here one gradient step is
-    taken on the current (exact or sampled) batch per iteration.
+    taken on the current (exact or sampled) batch per iteration:
+    ``theta_{t+1} = theta_t - lr grad (E_{y ~ pi_t, y' ~ pi_ref}[-log sigma(beta h (2 l - 1))]
+    + alpha E_{y~ ~ pi_ref}[log pi_theta(y~)])``, with ``lr`` = ``learning_rate``, ``beta`` =
+    ``beta``, ``alpha`` = ``alpha``, ``h`` and ``l`` as in :func:`online_dpo`.
+
+    Target: ``alg.target.kind`` is ``"reward_optimum"`` when ``alpha`` is 0 (online DPO's
+    fixed point), else ``"none"``: the bonus moves the fixed point.
 
     Args:
       beta: KL coefficient > 0.
       learning_rate: gradient step > 0 on the logits (default None: online DPO's rule,
         :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
-      alpha: exploration coefficient >= 0.
-      mode: ``"exact"`` or ``"sampled"``.
-      pairs_per_prompt: pairs per prompt per step (sampled mode).
+      alpha: exploration coefficient >= 0 (default 1e-3).
+      mode, pairs_per_prompt: as in :func:`online_dpo` (defaults ``"exact"``, 64).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a
+      :class:`~nlhf_theory.algorithms.PolicyState`.
+
+    Example:
+      >>> import jax, nlhf_theory as nt
+      >>> nt.algorithms.xpo(beta=0.1).target.kind, nt.algorithms.xpo(0.1, alpha=0.0).target.kind
+      ('none', 'reward_optimum')
+      >>> game = nt.make_game("bradley_terry")
+      >>> alg = nt.algorithms.xpo(beta=0.1, alpha=0.5, mode="sampled", pairs_per_prompt=4)
+      >>> int(alg.update(alg.init(game), game, jax.random.key(0)).step)
+      1
 
     References:
       Xie et al. 2024, arXiv:2405.21046, Alg. 1.
