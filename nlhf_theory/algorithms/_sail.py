@@ -13,16 +13,19 @@ the mixture ``(1 - r - p - g) J_DPO + r J_DP + p J_PP + g J_PR`` of four routes:
   ``E[(1 + rho l) grad l]``.
 
 With coefficients 1 these are the exact gradients of the expected log-likelihoods; the
-coefficients are the paper's knobs. ``variant="implemented"`` reproduces the authors' code,
-whose gradient hook adds ``c l / log pi(y)`` instead of ``c l`` to the gradient of each
-``log pi(y)`` (it divides by the negative sequence log-probability, which rescales and flips
-the sign of the response term; reference note ``sail.md`` Sec. 1.4). The hook adds its term
-per sample, without the ``1 / (B x GA)`` factor of the batch-mean loss (per-device batch ``B``,
-gradient accumulation ``GA``), so relative to the loss the response term is ``hook_scale = B x
-GA`` times larger: 8 in the authors' configuration (``B = 4``, ``GA = 2``; ``sail.md`` Sec. 1.4
-and 2). SAIL-PR's oracle labels are Bernoulli draws from ``P`` (the paper's ``p*``,
-``labels="bernoulli"``) or, as in the authors' code, the argmax of the reward model's scores
-(``labels="argmax"``: ``y`` wins iff ``P(y > y') > 1/2``; ties keep the drawn order).
+coefficients are the paper's knobs. ``variant="implemented"`` reproduces the authors' code
+(``xudongwu-0/SAIL``, the fork that keeps the first author's commits; at commit ``c3a4ef30``,
+``cdpo/cdpo_trainer.py``, ``dpo_loss``, gradient hooks L1140-1183), whose hook adds
+``c l / log pi(y)`` instead of ``c l`` to the gradient of each ``log pi(y)`` (it divides by the
+negative sequence log-probability, which rescales and flips the sign of the response term).
+The hook adds its term per sample, without the ``1 / (B x GA)`` factor of the batch-mean loss
+(per-device batch ``B``, gradient accumulation ``GA``), so relative to the loss the response
+term is ``hook_scale = B x GA`` times larger: 8 in the authors' configuration (``B = 4`` on RTX
+A6000 in ``configs/devices/devices.yaml``, ``GA = 2`` in ``configs/pipelines/optim.yaml``).
+SAIL-PR's oracle labels are Bernoulli draws from ``P`` (the paper's ``p*``,
+``labels="bernoulli"``) or, as in the authors' code (``_label_generated_by_reward``, L1837),
+the argmax of the reward model's scores (``labels="argmax"``: ``y`` wins iff ``P(y > y') >
+1/2``; ties keep the drawn order).
 
 Each route is written as a surrogate whose autodiff gradient is the one above (stop-gradient
 on the weights), so the exact mode computes population gradients and the sampled mode their
@@ -47,8 +50,8 @@ from nlhf_theory.validation import InvalidInputError
 VARIANTS = ("exact", "implemented")
 LABELS = ("bernoulli", "argmax")
 #: ``hook_scale`` of the authors' configuration: per-device train batch 4 x gradient
-#: accumulation 2 (``configs/pipelines/optim.yaml`` and ``devices.yaml`` for RTX A6000, as
-#: summarized in ``sail.md`` Sec. 2).
+#: accumulation 2 (``xudongwu-0/SAIL``: ``configs/pipelines/optim.yaml`` and
+#: ``configs/devices/devices.yaml`` for RTX A6000).
 AUTHORS_HOOK_SCALE = 8.0
 
 
@@ -169,23 +172,34 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
          dataset=None, hook_scale=None, labels: str = "bernoulli") -> Algorithm:
     """SAIL with every route mixed: offline DPO, SAIL-DP, SAIL-PP and SAIL-PR.
 
-    Gradient ascent on the mixture objective of :func:`sail_objective`. All mixing weights 0
-    is offline DPO; ``g = 1, gamma = 0`` is online DPO.
+    Gradient ascent on the mixture objective of :func:`sail_objective`:
+    ``theta_{t+1} = theta_t + lr grad [(1 - r - p - g) J_DPO + r J_DP + p J_PP + g J_PR]``
+    with the route gradients of the module docstring, ``lr`` = ``learning_rate``, ``beta`` =
+    ``beta`` (inside ``h``) and ``r, rho``, ``p, pi_c``, ``g, gamma`` = ``r, rho``, ``p, pi``,
+    ``g, gamma``. All mixing weights 0 is offline DPO; ``g = 1, gamma = 0`` is online DPO.
+
+    Target: ``alg.target.kind`` is ``"reward_optimum"`` whatever the weights, coefficients
+    and variant (the claim of the DPO objective SAIL extends; its policy needs a
+    Bradley-Terry game).
 
     Args:
       beta: KL coefficient > 0 (DPO's beta).
       learning_rate: gradient step on the logits > 0 (default None: online DPO's rule
         ``2 eta* / (beta w)``, :data:`~nlhf_theory.algorithms.DEFAULT_RULES`).
-      r, rho: SAIL-DP mixing weight and coefficient (code: ``r``, ``rho``).
-      p, pi: SAIL-PP mixing weight and coefficient (code: ``p``, ``pi``).
-      g, gamma: SAIL-PR mixing weight and coefficient (code: ``g``, ``gamma``).
-      variant: ``"exact"`` (the derivation's gradient) or ``"implemented"`` (the authors' hook,
-        dividing the response term by ``log pi``).
-      mode: ``"exact"`` or ``"sampled"``.
-      pairs_per_prompt: on-policy pairs per prompt in the sampled mode.
-      num_pairs: size of the offline dataset in the sampled mode.
-      behaviour: (X, Y) data policy of the offline dataset (default ``pi_ref``).
-      dataset: a :class:`Dataset` to use as the offline data.
+      r, rho: SAIL-DP mixing weight in [0, 1] and coefficient >= 0 (code: ``r``, ``rho``;
+        defaults 0.0).
+      p, pi: SAIL-PP mixing weight in [0, 1] and coefficient >= 0 (code: ``p``, ``pi``;
+        defaults 0.0).
+      g, gamma: SAIL-PR mixing weight in [0, 1] and coefficient >= 0 (code: ``g``,
+        ``gamma``; defaults 0.0); ``r + p + g <= 1``.
+      variant: ``"exact"`` (default, the derivation's gradient) or ``"implemented"`` (the
+        authors' hook, dividing the response term by ``log pi``).
+      mode: ``"exact"`` (default) or ``"sampled"``.
+      pairs_per_prompt: on-policy pairs per prompt in the sampled mode, >= 1 (default 64).
+      num_pairs: size of the offline dataset in the sampled mode, >= 1 (default 1000).
+      behaviour: (X, Y) data policy of the offline dataset (default None: ``pi_ref``).
+      dataset: a :class:`~nlhf_theory.algorithms.Dataset` to use as the offline data
+        (default None).
       hook_scale: ``variant="implemented"`` only: the factor by which the hook's term outweighs
         the batch-mean loss. The authors' hook adds ``c l / log pi(y)`` to the gradient of each
         sequence log-probability per sample, without the ``1 / (B x GA)`` of the loss (per-device
@@ -200,8 +214,8 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
         1/2``, ties keep the drawn order). SAIL-PP and SAIL-DP labels are unaffected.
 
     Returns:
-      An :class:`~nlhf_theory.algorithms.Algorithm` (state :class:`SailState`, target the
-      RLHF optimum family).
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`SailState` (an
+      :class:`~nlhf_theory.algorithms._offline.OfflineState`).
 
     Example:
       >>> import jax, nlhf_theory as nt
@@ -209,11 +223,15 @@ def sail(beta, learning_rate=None, *, r: float = 0.0, rho: float = 0.0, p: float
       ...                          labels="argmax")
       >>> game = nt.make_game("comal_cyclic")
       >>> state = alg.update(alg.init(game, jax.random.key(0)), game, jax.random.key(1))
+      >>> int(state.step), alg.target.kind
+      (1, 'reward_optimum')
 
     References:
-      Ding et al. 2024, arXiv:2406.15567 (SAIL); official code (``cdpo/cdpo_trainer.py``,
-      commit c3a4ef30: hooks L1140-1183, DPR labels L1837) as described in
-      ``shared/references/sail.md`` Sec. 1.4, 2 and 7.
+      Ding et al. 2024, arXiv:2406.15567 (SAIL-PR, SAIL-PP, SAIL-DP: code routes DPR, DPP,
+      DDP); official code ``xudongwu-0/SAIL`` (the fork that
+      keeps the first author's commits), commit ``c3a4ef30``, ``cdpo/cdpo_trainer.py``:
+      ``dpo_loss`` hooks L1140-1183, DPR labels L1837; route defaults in
+      ``configs/tasks.yaml``.
     """
     beta = checks.positive(beta, "beta")
     step = step_size(learning_rate, online_dpo_rule(beta))
@@ -254,11 +272,37 @@ def sail_pr(beta, learning_rate=None, gamma: float = 0.3, g: float = 1.0, *, var
             hook_scale=None, labels="bernoulli"):
     """SAIL-PR: on-policy pairs with oracle labels and the response term ``gamma``.
 
-    ``gamma = 0``, ``g = 1`` is online DPO. Arguments as in :func:`sail` (``g``: weight of
-    this route, the rest being offline DPO).
+    ``theta_{t+1} = theta_t + lr [(1 - g) grad J_DPO + g E_{y, y' ~ pi_t}[grad l + gamma l
+    S]]``, pairs labelled by the oracle (``labels``), with ``lr`` = ``learning_rate``, ``g`` =
+    ``g``, ``gamma`` = ``gamma`` and ``l``, ``S``, ``J_DPO`` as in the module docstring
+    (``beta`` = ``beta`` inside ``l``). ``gamma = 0``, ``g = 1`` is online DPO.
+
+    Target: ``alg.target.kind`` is ``"reward_optimum"`` for every setting, as for :func:`sail`.
+
+    Args:
+      gamma: the response-term coefficient >= 0 (default 0.3, the code's).
+      g: weight in [0, 1] of this route, the rest being offline DPO (default 1.0; the code's
+        route uses 0.3).
+      beta, learning_rate, variant, mode, pairs_per_prompt, num_pairs, behaviour, dataset,
+        hook_scale, labels: as in :func:`sail`, with the same defaults.
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`SailState`:
+      :func:`sail`'s, with ``g`` and ``gamma`` set.
+
+    Example:
+      With ``gamma = 0`` and ``g = 1`` one step is online DPO's:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game, key = nt.make_game("comal_cyclic"), jax.random.key(0)
+      >>> a, b = nt.algorithms.sail_pr(0.1, 1.0, gamma=0.0), nt.algorithms.online_dpo(0.1, 1.0)
+      >>> sa, sb = (f.update(f.init(game, key), game, key) for f in (a, b))
+      >>> bool(np.allclose(a.policy(sa), b.policy(sb)))
+      True
 
     References:
-      Ding et al. 2024, arXiv:2406.15567; code route DPR (defaults g = 0.3, gamma = 0.3).
+      Ding et al. 2024, arXiv:2406.15567; code route DPR (defaults g = 0.3, gamma = 0.3 in
+      ``xudongwu-0/SAIL``, ``configs/tasks.yaml``).
     """
     return sail(beta, learning_rate, g=g, gamma=gamma, variant=variant, mode=mode,
                 pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
@@ -270,10 +314,36 @@ def sail_pp(beta, learning_rate=None, pi: float = 0.2, p: float = 1.0, *, varian
             hook_scale=None):
     """SAIL-PP: on-policy pairs labelled by the policy's implicit model, coefficient ``pi``.
 
-    Arguments as in :func:`sail` (``p``: weight of this route).
+    ``theta_{t+1} = theta_t + lr [(1 - p) grad J_DPO + p E[(1 + pi_c l) grad l + pi_c l S]]``
+    over pairs ``y, y' ~ pi_t`` labelled by ``sigma(h)``, with ``lr`` = ``learning_rate``,
+    ``p`` = ``p``, ``pi_c`` = ``pi`` and ``h``, ``l``, ``S`` as in the module docstring.
+
+    Target: ``alg.target.kind`` is ``"reward_optimum"`` for every setting, as for :func:`sail`.
+
+    Args:
+      pi: the coefficient ``pi_c`` >= 0 of the label and response terms (default 0.2, the
+        code's).
+      p: weight in [0, 1] of this route (default 1.0; the code's route uses 0.3).
+      beta, learning_rate, variant, mode, pairs_per_prompt, num_pairs, behaviour, dataset,
+        hook_scale: as in :func:`sail`, with the same defaults.
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`SailState`:
+      :func:`sail`'s, with ``p`` and ``pi`` set.
+
+    Example:
+      Self-labelled pairs carry no signal at ``pi_ref``, so the exact gradient vanishes there:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game, key = nt.make_game("bradley_terry"), jax.random.key(0)
+      >>> alg = nt.algorithms.sail_pp(0.1, 1.0)
+      >>> state = alg.update(alg.init(game, key), game, key)
+      >>> bool(np.allclose(alg.policy(state), game.pi_ref))
+      True
 
     References:
-      Ding et al. 2024, arXiv:2406.15567; code route DPP (defaults p = 0.3, pi = 0.2).
+      Ding et al. 2024, arXiv:2406.15567; code route DPP (defaults p = 0.3, pi = 0.2 in
+      ``xudongwu-0/SAIL``, ``configs/tasks.yaml``).
     """
     return sail(beta, learning_rate, p=p, pi=pi, variant=variant, mode=mode,
                 pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
@@ -284,10 +354,34 @@ def sail_dp(beta, learning_rate=None, rho: float = 0.2, r: float = 1.0, *, varia
             mode="exact", pairs_per_prompt=64, num_pairs=1000, behaviour=None, dataset=None):
     """SAIL-DP: dataset pairs relabelled by the policy's implicit model, coefficient ``rho``.
 
-    Arguments as in :func:`sail` (``r``: weight of this route).
+    ``theta_{t+1} = theta_t + lr [(1 - r) grad J_DPO + r E[(1 + rho l) grad l]]`` over the
+    dataset's pairs relabelled by ``sigma(h)``, with ``lr`` = ``learning_rate``, ``r`` =
+    ``r``, ``rho`` = ``rho`` and ``h``, ``l`` as in the module docstring (no response term,
+    so ``variant`` does not change it).
+
+    Target: ``alg.target.kind`` is ``"reward_optimum"`` for every setting, as for :func:`sail`.
+
+    Args:
+      rho: the label-term coefficient >= 0 (default 0.2, the code's).
+      r: weight in [0, 1] of this route (default 1.0; the code's route uses 0.4).
+      beta, learning_rate, variant, mode, pairs_per_prompt, num_pairs, behaviour, dataset:
+        as in :func:`sail`, with the same defaults.
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`SailState`:
+      :func:`sail`'s, with ``r`` and ``rho`` set.
+
+    Example:
+      >>> import jax, nlhf_theory as nt
+      >>> game = nt.make_game("condorcet_winner")
+      >>> alg = nt.algorithms.sail_dp(0.1, mode="sampled", num_pairs=100)
+      >>> state = alg.update(alg.init(game, jax.random.key(0)), game, jax.random.key(1))
+      >>> state.data.y.shape
+      (100,)
 
     References:
-      Ding et al. 2024, arXiv:2406.15567; code route DDP (defaults r = 0.4, rho = 0.2).
+      Ding et al. 2024, arXiv:2406.15567; code route DDP (defaults r = 0.4, rho = 0.2 in
+      ``xudongwu-0/SAIL``, ``configs/tasks.yaml``).
     """
     return sail(beta, learning_rate, r=r, rho=rho, variant=variant, mode=mode,
                 pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
