@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from algorithm_settings import HYPERPARAMETERS
+from .algorithm_settings import HYPERPARAMETERS
 
 import nlhf_theory as nt
 from nlhf_theory.algorithms import ALGORITHMS, make_algorithm, run

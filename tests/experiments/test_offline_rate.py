@@ -12,7 +12,7 @@ import pytest
 import nlhf_theory as nt
 from nlhf_theory.algorithms import _pessimism as pessimism
 from nlhf_theory.reproduce import load_experiment
-from nlhf_theory.reproduce._runner import _with_cell_columns
+from nlhf_theory.reproduce._cells import _with_cell_columns
 
 
 # The experiment (experiments/offline_rate): a fast subset of its checks, same bands ----------
