@@ -39,7 +39,8 @@ ENHANCERS = ("uncertainty", "uncertainty_proxy", "self_play", "uniform", "refere
 
 
 class CountState(NamedTuple):
-    """Comparison statistics and the current (main-agent) policy.
+    """State of equilibrium learning (:func:`greedy_mle_nash`, :func:`pessimistic_nlhf`,
+    :func:`optimistic_nlhf`): comparison statistics and the current (main-agent) policy.
 
     Attributes:
       wins: (X, Y, Y) ``W[x, a, b]``, comparisons of ``{a, b}`` won by ``a``.
@@ -136,20 +137,41 @@ def greedy_mle_nash(beta, *, mode="exact", num_pairs=1000, behaviour=None, datas
 
     ``pi_hat = NE_beta(P_hat)`` with ``P_hat = W / N`` from comparisons drawn by ``mu``
     (exact mode: expected counts of ``num_pairs`` comparisons, i.e. ``P_hat = P`` wherever
-    ``mu`` covers the pair). The baseline against which pessimism is measured.
+    ``mu`` covers the pair). The baseline against which pessimism is measured. Symbols:
+    ``beta`` = ``beta``, ``n`` = ``num_pairs``, ``mu`` = ``behaviour``; ``NE_beta(Q)`` is the
+    max player's equilibrium of the KL game with payoff ``Q``, computed once at ``init``
+    (``update`` only counts the steps).
+
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta`` of the true
+    preference) for every data size, model and prior.
 
     Args:
-      beta: KL coefficient > 0.
-      mode: ``"exact"`` or ``"sampled"``.
-      num_pairs: number of comparisons n.
-      behaviour: (X, Y) data policy ``mu`` (default ``pi_ref``).
-      dataset: a :class:`~nlhf_theory.algorithms.Dataset` instead of drawing one.
-      prior: symmetric Beta pseudo-count added to every pair (0: the MLE; tabular model).
+      beta: KL coefficient > 0 (Ye et al.'s ``1 / eta``).
+      mode: ``"exact"`` (default, expected counts) or ``"sampled"``.
+      num_pairs: number of comparisons n >= 1 (default 1000).
+      behaviour: (X, Y) data policy ``mu`` (default None: ``pi_ref``).
+      dataset: a :class:`~nlhf_theory.algorithms.Dataset` instead of drawing one (default
+        None).
+      prior: symmetric Beta pseudo-count >= 0 added to every pair (default 0.0: the MLE;
+        tabular model).
       features: (X, Y, Y, d) antisymmetric features of a linear preference model
         ``link(theta . psi)`` fitted by :func:`~nlhf_theory.estimation.fit_linear_preference`
-        (logistic regression); None for the tabular model.
-      link: ``"logistic"`` or ``"identity"`` (linear model).
-      ridge: ridge ``lambda`` > 0 of the linear fit.
+        (logistic regression); default None: the tabular model.
+      link: ``"logistic"`` (default) or ``"identity"`` (linear model).
+      ridge: ridge ``lambda`` > 0 of the linear fit (default 1.0).
+
+    Returns:
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`CountState`.
+
+    Example:
+      Expected counts with full coverage give ``P_hat = P``, hence the target itself:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game = nt.make_game("random_skew", num_responses=4, seed=0)
+      >>> alg = nt.algorithms.greedy_mle_nash(beta=0.1)
+      >>> pi_hat = alg.policy(alg.init(game, jax.random.key(0)))
+      >>> bool(np.abs(pi_hat - alg.target.policy(game)).max() < 1e-6)
+      True
 
     References:
       Ye et al. 2024, arXiv:2402.07314, Sec. 4 (the MLE and the equilibrium oracle).
@@ -169,7 +191,8 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
     ``pi_hat = argmax_{pi1} min_{pi2} min_{P in C} E_x[P(x, pi1, pi2) - beta KL(pi1 || pi_ref)
     + beta KL(pi2 || pi_ref)]``, the minimum over the preference taken jointly with the
     opponent (so every candidate respects ``P + P^T = 1`` and self-play is not penalized),
-    computed on the host by :func:`nlhf_theory.algorithms._pessimism.pessimistic_policy`.
+    computed on the host by :func:`nlhf_theory.algorithms._pessimism.pessimistic_policy` at
+    ``init`` (``beta`` = ``beta``; the radius below is multiplied by ``c`` = ``confidence``).
 
     Version space ``C`` (radius from Hsu, Kakade & Zhang's tail bound, level ``1 - delta``):
 
@@ -205,19 +228,24 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
     pair (``P_low + P_low^T < 1``). In the exact mode (expected counts) ``N`` is used as if
     observed.
 
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta`` of the true
+    preference) whatever the bonus, confidence and data: pessimism changes the estimate,
+    not what it estimates.
+
     Args:
       beta: KL coefficient > 0 (Ye et al.'s ``1 / eta``).
-      bonus: ``"auto"``, ``"joint"``, ``"vertex"`` or ``"entrywise"``.
-      confidence: multiplier ``c`` >= 0 of the radius (1: level ``1 - delta``).
-      delta: failure probability in (0, 1).
-      tolerance: certified gap of the max-min, > 0.
-      norm_bound: assumed ``||theta*||_2 <= S`` of a linear model (ridge bias), >= 0.
+      bonus: ``"auto"`` (default), ``"joint"``, ``"vertex"`` or ``"entrywise"``.
+      confidence: multiplier ``c`` >= 0 of the radius (default 1.0: level ``1 - delta``).
+      delta: failure probability in (0, 1) (default 0.05).
+      tolerance: certified gap of the max-min, > 0 (default 1e-9).
+      norm_bound: assumed ``||theta*||_2 <= S`` of a linear model (ridge bias), >= 0
+        (default 1.0).
       mode, num_pairs, behaviour, dataset, features, link, ridge: as in
-        :func:`greedy_mle_nash`.
+        :func:`greedy_mle_nash`, with the same defaults.
 
     Returns:
-      An :class:`Algorithm` whose policy (set at ``init``; ``update`` is the identity) is
-      ``pi_hat``.
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`CountState`;
+      its policy (set at ``init``; ``update`` only counts the steps) is ``pi_hat``.
 
     Example:
       >>> import nlhf_theory as nt
@@ -227,8 +255,10 @@ def pessimistic_nlhf(beta, *, bonus: str = "auto", confidence: float = 1.0,
       True
 
     References:
-      Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1; Hsu, Kakade & Zhang 2012,
-      arXiv:1110.2842, Thm. 1 (radius); reference note ``nlhf_algorithms.md`` Sec. 6.5.
+      Ye et al. 2024, arXiv:2402.07314, Alg. 1 (version space and max-min) and Thm. 1;
+      Hsu, Kakade & Zhang 2012, arXiv:1110.2842, Thm. 1 (radius). The tabular and linear
+      version spaces and the ``"vertex"`` and ``"entrywise"`` bounds are this library's
+      instantiations of Alg. 1, not the paper's.
     """
     if bonus not in ("auto",) + _pessimism.BONUSES:
         raise InvalidInputError(
@@ -283,7 +313,8 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
     """Optimistic equilibrium learning (Ye et al. 2024, Alg. 2): main agent and enhancer.
 
     Each round (one ``update``): fit ``P_hat_t`` on the comparisons so far, set the main agent
-    ``pi1_t = NE_beta(P_hat_t)``, choose the enhancer ``pi2_t``, and collect
+    ``pi1_t = NE_beta(P_hat_t)`` (``beta`` = ``beta``, ``NE_beta`` as in
+    :func:`greedy_mle_nash`), choose the enhancer ``pi2_t``, and collect ``m`` =
     ``comparisons_per_round`` comparisons ``a ~ pi1_t`` against ``b ~ pi2_t``. Enhancers:
 
     * ``"uncertainty"`` (Alg. 2): ``pi2_t = argmax_{pi2} Gamma_t(lambda, pi1_t, pi2)`` with the
@@ -313,19 +344,24 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
 
     The policy of the state is the main agent.
 
+    Target: ``alg.target.kind`` is ``"regularized_nash"`` (``pi*_beta``) for every enhancer
+    and round size.
+
     Args:
       beta: KL coefficient > 0.
-      comparisons_per_round: comparisons per round m >= 1.
+      comparisons_per_round: comparisons per round m >= 1 (default 100).
       enhancer: one of :data:`ENHANCERS` (default ``"uncertainty"``).
       regularization: ``lambda`` > 0 of the information ratio (default 1).
       parameter_bound: ``B`` > 0, the class ``||theta - theta_hat|| <= 2 B`` of the linear
         ratio (default 1; features only).
       num_candidates: n of best-of-n (default 4).
       mode: ``"exact"`` (expected counts) or ``"sampled"`` (default).
-      features, link, ridge: a linear preference model, as in :func:`greedy_mle_nash`.
+      features, link, ridge: a linear preference model, as in :func:`greedy_mle_nash`
+        (defaults None, ``"logistic"``, 1.0).
 
     Returns:
-      An :class:`~nlhf_theory.algorithms.Algorithm` whose policy is the main agent.
+      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`CountState`
+      (empty counts at ``init``, where the policy is ``pi_ref``); its policy is the main agent.
 
     Example:
       >>> import nlhf_theory as nt
@@ -336,8 +372,10 @@ def optimistic_nlhf(beta, *, comparisons_per_round: int = 100, enhancer: str = "
       4
 
     References:
-      Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2; Sec. 6 (best-of-n enhancer);
-      reference note ``nlhf_algorithms.md`` Sec. 1.3 and 6.6.
+      Ye et al. 2024, arXiv:2402.07314, Alg. 2 (main agent and enhancer, information
+      ratio) and Thm. 2; Sec. 6 (best-of-n enhancer). The linear form ``||u||_{A^-1}`` of
+      the ratio (Cauchy-Schwarz, attained) and the proxy enhancers are this library's, not
+      the paper's.
     """
     beta = checks.positive(beta, "beta")
     batch_size = checks.positive_int(comparisons_per_round, "comparisons_per_round")
