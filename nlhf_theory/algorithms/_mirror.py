@@ -537,7 +537,7 @@ def mpo(beta, learning_rate=None, period=None, *, form: str = "mirror",
         (:func:`mmd_loss_step`), whose minimizer is the mirror step.
       loss_steps: gradient steps per iteration in the loss form (default 200).
       loss_learning_rate: their step size (default 0.5).
-      mode: ``"exact"`` or ``"sampled"`` (win rates from oracle comparisons).
+      mode: ``"exact"`` (default) or ``"sampled"`` (win rates from oracle comparisons).
       comparisons_per_response: comparisons per response in the sampled mode (default 16).
 
     Returns:
@@ -605,7 +605,8 @@ def comal(beta, learning_rate=None, period=None, *, form: str = "mirror",
         10-fold contraction of the inner bound per anchor,
         :func:`~nlhf_theory.algorithms.anchor_period`).
       form, loss_steps, loss_learning_rate, mode, comparisons_per_response, pairs_per_prompt:
-        as in :func:`inpo` (the loss form's square loss is centred at the anchor).
+        as in :func:`inpo`, with its defaults (the loss form's square loss is centred at the
+        anchor).
 
     Returns:
       An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`MagnetState`

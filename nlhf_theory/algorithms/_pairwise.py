@@ -244,7 +244,7 @@ def ipo_md(beta, learning_rate=None, mixture=0.125, *, mode: str = "exact",
       >>> [nt.algorithms.ipo_md(0.1, mixture=m).target.kind for m in (0.0, 0.125)]
       ['regularized_nash', 'stationary_point']
       >>> game = nt.make_game("munos_nontransitive")
-      >>> alg = nt.algorithms.ipo_md(0.1, mode="sampled", pairs_per_prompt=8)
+      >>> alg = nt.algorithms.ipo_md(0.1)
       >>> alg.policy(alg.update(alg.init(game), game, jax.random.key(0))).shape
       (1, 3)
 
@@ -427,7 +427,7 @@ def xpo(beta, learning_rate=None, alpha=1e-3, *, mode: str = "exact",
       >>> nt.algorithms.xpo(beta=0.1).target.kind, nt.algorithms.xpo(0.1, alpha=0.0).target.kind
       ('none', 'reward_optimum')
       >>> game = nt.make_game("bradley_terry")
-      >>> alg = nt.algorithms.xpo(beta=0.1, alpha=0.5, mode="sampled", pairs_per_prompt=4)
+      >>> alg = nt.algorithms.xpo(beta=0.1, alpha=0.5)
       >>> int(alg.update(alg.init(game), game, jax.random.key(0)).step)
       1
 

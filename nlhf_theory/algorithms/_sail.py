@@ -372,12 +372,16 @@ def sail_dp(beta, learning_rate=None, rho: float = 0.2, r: float = 1.0, *, varia
       :func:`sail`'s, with ``r`` and ``rho`` set.
 
     Example:
-      >>> import jax, nlhf_theory as nt
-      >>> game = nt.make_game("condorcet_winner")
-      >>> alg = nt.algorithms.sail_dp(0.1, mode="sampled", num_pairs=100)
-      >>> state = alg.update(alg.init(game, jax.random.key(0)), game, jax.random.key(1))
-      >>> state.data.y.shape
-      (100,)
+      Half DP, half offline DPO; the hook variant does not change the DP route:
+
+      >>> import jax, numpy as np, nlhf_theory as nt
+      >>> game, key = nt.make_game("condorcet_winner"), jax.random.key(0)
+      >>> a, b = (nt.algorithms.sail_dp(0.1, 1.0, r=0.5, variant=v)
+      ...         for v in ("exact", "implemented"))
+      >>> sa, sb = (f.update(f.init(game, key), game, key) for f in (a, b))
+      >>> pa, pb = a.policy(sa), b.policy(sb)
+      >>> bool(np.allclose(pa, pb)), bool(np.allclose(pa, game.pi_ref))
+      (True, False)
 
     References:
       Ding et al. 2024, arXiv:2406.15567; code route DDP (defaults r = 0.4, rho = 0.2 in
