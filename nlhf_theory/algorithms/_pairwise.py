@@ -11,6 +11,10 @@ EGPO's online IPO (:func:`win_rate_pair_loss`) draws the pair uniformly and lets
 enter through a third response ``y'' ~ pi'``: the target is the difference of the win rates
 ``P(y > pi') - P(y' > pi')`` (exact) or of two oracle labels against one draw ``y''``
 (sampled).
+
+The policy-gradient family lives here too, with its own objective on the same draws:
+Nash-MD-PG (REINFORCE against a mixture opponent) and XPO (online DPO with an exploration
+bonus on reference samples).
 """
 
 from __future__ import annotations
