@@ -3,10 +3,11 @@
 import jax
 import numpy as np
 import pytest
-from .algorithm_settings import HYPERPARAMETERS
 
 import nlhf_theory as nt
 from nlhf_theory.algorithms import ALGORITHMS, make_algorithm, run
+
+from .algorithm_settings import HYPERPARAMETERS
 
 BETA = 0.1
 
@@ -33,13 +34,23 @@ def test_valid_policies_deterministic_jit_vmap(name, mode, small_game):
     again = run(name, small_game, beta=BETA, steps=4, mode=mode, seeds=2, seed=7,
                 **HYPERPARAMETERS[name])
     np.testing.assert_array_equal(frame.to_numpy(), again.to_numpy())
-    # the policy itself is on the simplex, also under jit of a single update
+    # the policy itself is on the simplex, also under jit of the update, which compiles once:
+    # the state keeps its types and shapes from step to step (optax's no-recompilation check)
     algorithm = make_algorithm(ALGORITHMS, name, BETA, mode, HYPERPARAMETERS[name])
+    traces = []
+
+    def update(state, game, key):
+        traces.append(key)
+        return algorithm.update(state, game, key)
+
     with nt.algorithms.float64_mode():
         game = small_game.astype(np.float64)
         state = algorithm.init(game, jax.random.key(0))
-        state = jax.jit(algorithm.update)(state, game, jax.random.key(1))
+        step = jax.jit(update)
+        for i in range(1, 4):
+            state = step(state, game, jax.random.key(i))
         policy = np.asarray(algorithm.policy(state))
+    assert len(traces) == 1, f"{name}: the update was traced {len(traces)} times in 3 calls"
     assert policy.shape == (2, 5)
     assert np.all(policy >= 0) and np.allclose(policy.sum(-1), 1.0, atol=1e-12)
 
