@@ -25,10 +25,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from nlhf_theory import losses
-from nlhf_theory.validation import InvalidInputError, positive_int
+from nlhf_theory.validation import InvalidInputError, check_shape, positive_int
 
 #: Labels of the sampled mode: oracle draws, or the preference probabilities themselves.
 LABELS = ("bernoulli", "probability")
+
+
+def check_policy(game, policy, name: str):
+    """Raise unless ``policy`` (probabilities or log-probabilities) has the game's (X, Y) shape
+    (a static check: it costs nothing inside ``jit``)."""
+    check_shape(policy, name, (game.num_prompts, game.num_responses),
+                "(X, Y): one distribution per prompt")
 
 
 # Draws ------------------------------------------------------------------------------------
@@ -40,6 +47,8 @@ def draw_responses(key, log_probs, num: int):
       log_probs: (X, Y) log-probabilities (normalized or not).
       num: draws per prompt.
     """
+    if jnp.ndim(log_probs) != 2:
+        raise InvalidInputError(f"log_probs: expected shape (X, Y), got {jnp.shape(log_probs)}")
     return jax.random.categorical(key, log_probs[:, None, :], axis=-1,
                                   shape=(log_probs.shape[0], num))
 
@@ -53,21 +62,29 @@ class Dataset(NamedTuple):
     label: Any
 
 
-def sample_dataset(game, key, num_pairs: int, behaviour=None) -> Dataset:
-    """Draw ``num_pairs`` comparisons: ``x ~ d0``, ``y, y' ~ mu(. | x)``, labels from the oracle.
+def sample_dataset(game, key, num_pairs: int, behaviour=None, opponent=None) -> Dataset:
+    """Draw ``num_pairs`` comparisons: ``x ~ d0``, ``y ~ mu(. | x)``, ``y' ~ mu'(. | x)``, labels
+    ``1[y beats y'] ~ Bernoulli(P[x, y, y'])`` from the oracle.
 
     Args:
       game: a :class:`~nlhf_theory.PreferenceGame`.
       key: PRNG key.
       num_pairs: n >= 1.
-      behaviour: (X, Y) behaviour policy ``mu`` (default ``pi_ref``).
+      behaviour: (X, Y) behaviour policy ``mu`` of ``y`` (default ``pi_ref``).
+      opponent: (X, Y) policy ``mu'`` of ``y'`` (default ``mu``).
+
+    Returns:
+      A :class:`Dataset` of (n,) arrays (int32 labels).
     """
     num_pairs = positive_int(num_pairs, "num_pairs")
     mu = jnp.asarray(game.pi_ref if behaviour is None else behaviour)
+    mu2 = mu if opponent is None else jnp.asarray(opponent)
+    check_policy(game, mu, "behaviour")
+    check_policy(game, mu2, "opponent")
     kx, ky, ky2, kl = jax.random.split(key, 4)
     x = jax.random.categorical(kx, jnp.log(jnp.asarray(game.prompt_weights)), shape=(num_pairs,))
     y = jax.random.categorical(ky, jnp.log(mu[x]), axis=-1)
-    y2 = jax.random.categorical(ky2, jnp.log(mu[x]), axis=-1)
+    y2 = jax.random.categorical(ky2, jnp.log(mu2[x]), axis=-1)
     return Dataset(x, y, y2, game.oracle(kl, x, y, y2))
 
 
@@ -123,6 +140,7 @@ def win_rates(game, opponent_logits, key, mode: str, batch_size: int):
     Returns:
       (X, Y) win rates.
     """
+    check_policy(game, opponent_logits, "opponent_logits")
     P = jnp.asarray(game.P)
     if mode == "exact":
         return expected_win_rates(P, jnp.exp(opponent_logits))
@@ -159,6 +177,9 @@ def pair_expectation(prompt_weights, weights, values):
       weights: (X, Y, Y) pair law ``w`` (:func:`pair_weights`).
       values: (X, Y, Y) values ``f(x, y, y')``.
     """
+    if jnp.shape(weights) != jnp.shape(values) or jnp.ndim(values) != 3:
+        raise InvalidInputError(f"weights, values: expected two (X, Y, Y) arrays, got "
+                                f"{jnp.shape(weights)} and {jnp.shape(values)}")
     return jnp.sum(prompt_weights * jnp.sum(weights * values, axis=(1, 2)))
 
 
@@ -203,6 +224,7 @@ def pair_loss(loss, logits, game, behaviour, key, mode, batch_size, beta, log_re
     Returns:
       A scalar loss.
     """
+    check_policy(game, logits, "logits")
     logp = jax.nn.log_softmax(logits, axis=-1)
     log_ref = jnp.log(jnp.asarray(game.pi_ref)) if log_ref is None else log_ref
     P = jnp.asarray(game.P)
@@ -247,6 +269,8 @@ def win_rate_pair_loss(logits, game, opponent, key, mode, batch_size, beta,
       Zhou, Fazel & Du 2025, arXiv:2503.08942; code ``zhourunlong/EGPO``,
       ``simulations/loss_funcs.py``, ``online_ipo_1`` (exact) and ``online_ipo_1_sample``.
     """
+    check_policy(game, logits, "logits")
+    check_policy(game, opponent, "opponent")
     logp = jax.nn.log_softmax(logits, axis=-1)
     log_ref = jnp.log(jnp.asarray(game.pi_ref))
     P = jnp.asarray(game.P)

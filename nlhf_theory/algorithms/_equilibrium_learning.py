@@ -29,7 +29,7 @@ from nlhf_theory.algorithms._uncertainty import (
     tabular_enhancer,
     tabular_proxy_enhancer,
 )
-from nlhf_theory.data import check_dataset, sample_dataset
+from nlhf_theory.data import check_dataset, pair_weights, sample_dataset
 from nlhf_theory.equilibria import kl_game_max_policy
 from nlhf_theory.estimation import check_features, dataset_counts, estimate, fit_linear_preference
 from nlhf_theory.validation import InvalidInputError
@@ -63,17 +63,12 @@ def add_comparisons(wins, counts, game, first, second, mass, key, mode):
     fraction ``P[x, a, b]`` are won by ``a``). Sampled mode: ``mass`` comparisons in total
     with ``x ~ d0``, and oracle labels.
     """
-    P = jnp.asarray(game.P)
     if mode == "exact":
-        pair = mass * jnp.asarray(game.prompt_weights)[:, None, None] * (
-            first[:, :, None] * second[:, None, :])
-        won = pair * P
+        pair = mass * jnp.asarray(game.prompt_weights)[:, None, None] * pair_weights(first, second)
+        won = pair * jnp.asarray(game.P)
         return wins + won + jnp.swapaxes(pair - won, 1, 2), counts + pair + jnp.swapaxes(pair, 1, 2)
-    kx, k1, k2, kl = jax.random.split(key, 4)
-    x = jax.random.categorical(kx, jnp.log(jnp.asarray(game.prompt_weights)), shape=(mass,))
-    a = jax.random.categorical(k1, jnp.log(first[x]), axis=-1)
-    b = jax.random.categorical(k2, jnp.log(second[x]), axis=-1)
-    label = jax.random.bernoulli(kl, P[x, a, b]).astype(wins.dtype)
+    x, a, b, label = sample_dataset(game, key, mass, first, opponent=second)
+    label = label.astype(wins.dtype)
     wins = wins.at[x, a, b].add(label).at[x, b, a].add(1.0 - label)
     counts = counts.at[x, a, b].add(1.0).at[x, b, a].add(1.0)
     return wins, counts
