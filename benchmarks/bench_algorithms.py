@@ -22,7 +22,6 @@ import datetime
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +31,9 @@ import numpy as np
 from scipy.special import logsumexp
 
 import nlhf_theory as nt
+from nlhf_theory.reproduce import write_section
 
 SEEDS = 32
-START, END = "<!-- bench_algorithms:start -->", "<!-- bench_algorithms:end -->"
 
 
 def numpy_inpo(P, log_ref, logits, eta, beta, steps):
@@ -127,7 +126,6 @@ def main(argv=None):
                   f"(x{np_t / inpo_t:.1f}); EGPO jax {ups(egpo_t):10.0f}/s; bandwidth fraction "
                   f"jax {frac(inpo_t):.2f}, NumPy vectorized {frac(vec_t):.2f}", flush=True)
     lines = [
-        START,
         "## Algorithm updates (exact mode): jax jit + vmap vs NumPy vectorized over seeds",
         "",
         f"Command: `{command}`; {datetime.date.today()}; "
@@ -149,22 +147,11 @@ def main(argv=None):
     lines += ["", f"NumPy vectorized: the policies of all {SEEDS} seeds as one (X, Y, S) array, "
               "one batched `np.matmul(P, pi)` per update (P read once for all seeds). Bandwidth "
               f"bound: one float64 read of P (X Y^2 8 bytes) per update of all {SEEDS} seeds, "
-              "at the measured copy bandwidth.", END]
+              "at the measured copy bandwidth."]
     if args.out:
-        write_section(Path(args.out), "\n".join(lines))
+        write_section(Path(args.out), "bench_algorithms", "\n".join(lines))
     else:
         print("\n".join(lines))
-
-
-def write_section(path: Path, section: str):
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 if __name__ == "__main__":

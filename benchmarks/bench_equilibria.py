@@ -57,9 +57,7 @@ import numpy as np  # noqa: E402
 
 import nlhf_theory as nt  # noqa: E402
 from nlhf_theory.equilibria import lp_maximal_lottery  # noqa: E402
-
-START_MARKER = "<!-- bench_equilibria:start -->"
-END_MARKER = "<!-- bench_equilibria:end -->"
+from nlhf_theory.reproduce import write_section  # noqa: E402
 
 REG_SIZES, REG_SIZES_QUICK = (100, 500, 2000), (100, 500)
 REG_BETAS = (1.0, 0.1, 0.01, 0.001)
@@ -385,32 +383,6 @@ def target_line(target, met, measured_y, detail):
 
 
 # Output ----------------------------------------------------------------------------------------
-def write_section(path, section):
-    """Replace (or append) the marked section of ``path``, atomically."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    else:
-        text = "# Benchmarks\n"
-    block = f"{START_MARKER}\n{section.rstrip()}\n{END_MARKER}"
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
-    if start != -1 and end > start:
-        text = text[:start] + block + text[end + len(END_MARKER):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bench_equilibria.", suffix=".md")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -492,7 +464,7 @@ def main(argv=None):
     ])
     print()
     print(section, flush=True)
-    write_section(args.out, section)
+    write_section(args.out, "bench_equilibria", section)
     log(f"Wrote the bench_equilibria section of {args.out}")
 
 

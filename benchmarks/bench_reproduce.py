@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from nlhf_theory.reproduce import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_reproduce:start -->", "<!-- bench_reproduce:end -->"
 
 
 def _cpu_seconds() -> float:
@@ -95,7 +96,7 @@ def main(argv=None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--commit", default=None, help="the code's commit (default: git HEAD)")
     parser.add_argument("--write", default=None, metavar="MD",
-                        help=f"replace the section between {START} and {END} in this file")
+                        help="replace the bench_reproduce section of this Markdown file")
     args = parser.parse_args(argv)
     commit = args.commit or _commit()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
     cells = sum(k.startswith(".cells/") for k in serial)
     invocation = " ".join(["python benchmarks/bench_reproduce.py", *args.names,
                            f"--{args.mode}", "--jobs", str(args.jobs)])
-    lines = [START, "## Experiment cells in worker processes (`benchmarks/bench_reproduce.py`)",
+    lines = ["## Experiment cells in worker processes (`benchmarks/bench_reproduce.py`)",
              "", f"Produced by `{invocation}` on {date}, code at commit {commit}.", "",
              f"Machine: {_machine()}.", "",
              f"Experiments: {', '.join(args.names) if args.names else 'all'} "
@@ -135,17 +136,11 @@ def main(argv=None) -> None:
     lines += [
               f"**Outputs byte-identical**: {'yes' if not differ else 'NO'} ({len(serial)} "
               f"files compared, figures, data, checks, index and stored cells"
-              f"{'' if not differ else '; differing: ' + ', '.join(differ)}).", END]
+              f"{'' if not differ else '; differing: ' + ', '.join(differ)})."]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        path = Path(args.write)
-        old = path.read_text()
-        if START in old and END in old:
-            new = old[:old.index(START)] + text + old[old.index(END) + len(END):]
-        else:
-            new = old.rstrip("\n") + "\n\n" + text + "\n"
-        path.write_text(new)
+        write_section(args.write, "bench_reproduce", text)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -196,11 +195,10 @@ def _run(args) -> None:
     for column in last.columns:
         print(f"{column:<16}{last[column].mean():>14.6e}{last[column].std(ddof=0):>12.2e}")
     if args.csv:
+        from nlhf_theory.reproduce import atomic_write_text
+
         path = Path(args.csv)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent or ".", suffix=".tmp",
-                                         delete=False) as tmp:
-            frame.to_csv(tmp.name, index=False)
-        os.replace(tmp.name, path)
+        atomic_write_text(path, frame.to_csv(index=False), parents=False)
         print(f"trajectory written to {path}")
 
 

@@ -153,15 +153,24 @@ def nonnegative(value, name: str) -> float:
         value, name, lambda v: math.isfinite(v) and v >= 0, "be finite and >= 0")
 
 
-def positive_int(value, name: str) -> int:
-    """``value`` as an int >= 1: an integer, or an integral real such as ``3.0`` (not a
-    string or a bool)."""
+def _integer(value, name: str, low: int) -> int:
     integral = (isinstance(value, (int, float, np.integer, np.floating))
                 and not isinstance(value, bool) and math.isfinite(value)
                 and float(value).is_integer())
-    if not integral or int(value) < 1:
-        raise InvalidInputError(f"{name}: must be an integer >= 1, got {value!r}")
+    if not integral or int(value) < low:
+        raise InvalidInputError(f"{name}: must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as an int >= 1: an integer, or an integral real such as ``3.0`` (not a
+    string or a bool)."""
+    return _integer(value, name, 1)
+
+
+def nonnegative_int(value, name: str) -> int:
+    """``value`` as an int >= 0 (a seed, a count that may be zero)."""
+    return _integer(value, name, 0)
 
 
 def check_choice(value, name: str, choices):

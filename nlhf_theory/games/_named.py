@@ -12,6 +12,7 @@ from nlhf_theory.validation import (
     InvalidInputError,
     check_simplex,
     float_array,
+    nonnegative_int,
     positive_int,
 )
 
@@ -91,7 +92,7 @@ def random_skew(num_responses: int = 10, num_prompts: int = 1, seed: int = 0,
     Args:
       num_responses: Y >= 1.
       num_prompts: X >= 1 (independent draws per prompt).
-      seed: seed of ``numpy.random.default_rng``.
+      seed: integer >= 0, the seed of ``numpy.random.default_rng``.
       random_ref: if True, ``pi_ref = softmax(N(0, 1) logits)`` per prompt (as in EGPO's
         simulations); uniform otherwise.
 
@@ -100,7 +101,7 @@ def random_skew(num_responses: int = 10, num_prompts: int = 1, seed: int = 0,
       ``simulations/``: the random tabular games of their experiments.
     """
     Y, X = positive_int(num_responses, "num_responses"), positive_int(num_prompts, "num_prompts")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(nonnegative_int(seed, "seed"))
     lower = np.tril(rng.uniform(size=(X, Y, Y)), -1)
     P = lower + np.triu(1.0 - np.swapaxes(lower, -1, -2), 1)
     P[:, np.arange(Y), np.arange(Y)] = 0.5

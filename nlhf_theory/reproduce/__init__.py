@@ -18,6 +18,7 @@ from nlhf_theory.reproduce._cells import (
     list_experiments,
     load_experiment,
 )
+from nlhf_theory.reproduce._io import atomic_write_text, write_section
 from nlhf_theory.reproduce._plot import band, save_figure, subplots
 from nlhf_theory.reproduce._runner import (
     CellStore,
@@ -29,6 +30,8 @@ from nlhf_theory.reproduce._runner import (
 from nlhf_theory.reproduce._stats import Slope, fit_slope, seed_band
 
 __all__ = [
+    "atomic_write_text",
+    "write_section",
     "MODES",
     "CellStore",
     "Check",
