@@ -11,7 +11,10 @@ is switched on only inside the tests that need float64 jax arrays, through the `
 fixture (``x32`` pins the default for tests that check float32 behaviour).
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import hypothesis
 import jax
@@ -28,6 +31,18 @@ hypothesis.settings.register_profile(
     suppress_health_check=list(hypothesis.HealthCheck),
 )
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# One compilation per computation and test process: nt.run and the experiment cells build a
+# fresh jitted closure on every call, so a test that runs the same computation twice (the
+# determinism checks) compiled it twice. jax's persistent cache, in a directory private to
+# this process (each xdist worker has its own) and removed at exit, hands back the executable
+# of an identical computation (same HLO, compile options and flags) instead of compiling it
+# again; a computation that differs in any way (dtype, x64 state, constants) is compiled
+# afresh. It is set here, before any test module compiles anything (jax reads it once).
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix="nlhf-tests-jax-cache-")
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _COMPILATION_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _x64_context(enabled: bool):
