@@ -151,27 +151,24 @@ def step_size(learning_rate, rule):
     return lambda game: lr
 
 
+_NESTEROV = "Nesterov 2004, Thm. 2.1.14 [derived bound]"
+_HEDGE = "Cesa-Bianchi & Lugosi 2006, Thm. 2.3 (anytime Hedge)"
 #: Every default rule: algorithm -> hyper-parameter -> (rule, source). ``eta*`` is
 #: :func:`mirror_step`, ``w`` the largest prompt weight, ``Y`` the number of responses.
 DEFAULT_RULES = {
-    "dpo": {"learning_rate": ("2 / (beta^2 w): 1 / smoothness of the loss",
-                              "Nesterov 2004, Thm. 2.1.14 [derived bound]")},
-    "ipo": {"learning_rate": ("1 / (4 w): 1 / smoothness of the loss",
-                              "Nesterov 2004, Thm. 2.1.14 [derived bound]")},
+    "dpo": {"learning_rate": ("2 / (beta^2 w): 1 / smoothness of the loss", _NESTEROV)},
+    "ipo": {"learning_rate": ("1 / (4 w): 1 / smoothness of the loss", _NESTEROV)},
     "slic": {"learning_rate": ("1 / (8 beta^2 w): a step moves beta h by <= 1/2",
                                "[derived; the hinge has no curvature]")},
     "rlhf_bt": {"learning_rate": ("4 / (w max ||phi(y) - phi(y')||^2) (tabular 2 / w): "
-                                  "1 / smoothness of the BT likelihood",
-                                  "Nesterov 2004, Thm. 2.1.14 [derived bound]")},
+                                  "1 / smoothness of the BT likelihood", _NESTEROV)},
     "nash_md": {"learning_rate": ("eta_t = 2 / (beta (t + 2))",
                                   "Munos et al. 2023, arXiv:2312.00886, Thm. 1")},
     "nash_md_pg": {"learning_rate": ("eta* / w", "[derived: per-response step <= eta*]")},
     "inpo": {"learning_rate": ("eta* = beta / (beta^2 + 1/4)",
                                "[derived: contraction of the linearized INPO map]")},
-    "sppo": {"learning_rate": ("eta_t = sqrt(8 ln Y / t)",
-                               "Cesa-Bianchi & Lugosi 2006, Thm. 2.3 (anytime Hedge)")},
-    "dno": {"learning_rate": ("1 / eta_t with eta_t = sqrt(8 ln Y / t)",
-                              "Cesa-Bianchi & Lugosi 2006, Thm. 2.3 (anytime Hedge)")},
+    "sppo": {"learning_rate": ("eta_t = sqrt(8 ln Y / t)", _HEDGE)},
+    "dno": {"learning_rate": ("1 / eta_t with eta_t = sqrt(8 ln Y / t)", _HEDGE)},
     "mpo": {"learning_rate": ("beta / L^2 = 4 beta",
                               "Sokota et al. 2023, arXiv:2206.05825, Sec. 3"),
             "period": ("ceil(ln 10 / ln(1 + 4 beta^2))",

@@ -328,8 +328,8 @@ def sail_pp(beta, learning_rate=None, pi: float = 0.2, p: float = 1.0, *, varian
         hook_scale: as in :func:`sail`, with the same defaults.
 
     Returns:
-      An :class:`~nlhf_theory.algorithms.Algorithm` whose state is a :class:`SailState`:
-      :func:`sail`'s, with ``p`` and ``pi`` set.
+      :func:`sail`'s :class:`~nlhf_theory.algorithms.Algorithm` (state :class:`SailState`)
+      with ``p`` and ``pi`` set.
 
     Example:
       Self-labelled pairs carry no signal at ``pi_ref``, so the exact gradient vanishes there:
@@ -337,17 +337,17 @@ def sail_pp(beta, learning_rate=None, pi: float = 0.2, p: float = 1.0, *, varian
       >>> import jax, numpy as np, nlhf_theory as nt
       >>> game, key = nt.make_game("bradley_terry"), jax.random.key(0)
       >>> alg = nt.algorithms.sail_pp(0.1, 1.0)
-      >>> state = alg.update(alg.init(game, key), game, key)
-      >>> bool(np.allclose(alg.policy(state), game.pi_ref))
+      >>> policy = alg.policy(alg.update(alg.init(game, key), game, key))
+      >>> bool(np.allclose(policy, game.pi_ref))
       True
 
     References:
-      Ding et al. 2024, arXiv:2406.15567; code route DPP (defaults p = 0.3, pi = 0.2 in
-      ``xudongwu-0/SAIL``, ``configs/tasks.yaml``).
+      Ding et al. 2024, arXiv:2406.15567; the code's route DPP, with p = 0.3 and pi = 0.2 in
+      ``xudongwu-0/SAIL``, ``configs/tasks.yaml``.
     """
+    data = {"num_pairs": num_pairs, "behaviour": behaviour, "dataset": dataset}
     return sail(beta, learning_rate, p=p, pi=pi, variant=variant, mode=mode,
-                pairs_per_prompt=pairs_per_prompt, num_pairs=num_pairs, behaviour=behaviour,
-                dataset=dataset, hook_scale=hook_scale)
+                pairs_per_prompt=pairs_per_prompt, hook_scale=hook_scale, **data)
 
 
 def sail_dp(beta, learning_rate=None, rho: float = 0.2, r: float = 1.0, *, variant="exact",

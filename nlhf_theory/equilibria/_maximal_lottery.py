@@ -98,7 +98,9 @@ def _step_length(x, dx):
     return min(1.0, float(np.min(-x[neg] / dx[neg]))) if neg.any() else 1.0
 
 
-def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80) -> np.ndarray:
+def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80,
+              mixed: bool = False, correctors: int = 0,
+              drop_ratio: float = 1e6) -> np.ndarray:
     """Maximal lottery of the skew game ``A = P - 1/2`` by a dense primal-dual interior point.
 
     The LP ``min t s.t. A p <= t 1, 1^T p = 1, p >= 0`` is self-dual (its dual variable is the
@@ -108,10 +110,22 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80) -> np.nd
     Wright 2006, Alg. 14.3). The support ``{p_y > s_y}`` of the result is then solved exactly
     (the equalizing system), which removes the interior point's residual ``mu``.
 
+    With ``mixed=True`` the Newton matrix is factored in float32 (about 2-3x faster than float64
+    at Y >= 1000) and each Newton direction is refined to float64 accuracy by iterative
+    refinement against the float64 operator (residual ``<= 1e-14`` of the right-hand side,
+    or ``<= 1e-11`` where it stagnates at float64 rounding);
+    an iteration whose refinement stalls is redone with the float64 factorization, which is
+    then kept for the remaining iterations.
+
     Args:
       A: (Y, Y) skew matrix ``P - 1/2``.
       tol: stop when the mean complementarity ``p^T s / Y`` falls below it.
       max_iter: iteration cap.
+      mixed: factor in float32 and refine in float64.
+      correctors: Gondzio centrality correctors per iteration (each one more solve with the
+        iteration's factorization; fewer iterations, so fewer factorizations).
+        ``solve_nash`` uses ``mixed=True, correctors=2`` from ``Y >= 400`` responses; below,
+        the defaults (float64, none), bit for bit as before both options existed.
 
     Returns:
       (Y,) policy on the simplex.
@@ -137,7 +151,7 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80) -> np.nd
             # Shrink: on the central path p_y s_y = mu, so s_y > 1e6 p_y means s_y^2 > 1e6 mu:
             # response y is off the support. (A wrong guess is caught by the caller's
             # certificate.) The dropped mass is left out; the Newton step restores 1^T p = 1.
-            keep = s <= 1e6 * p
+            keep = s <= drop_ratio * p
             if not keep.all():
                 work, p = work[keep], p[keep]
                 Aw = A[np.ix_(work, work)]
@@ -149,23 +163,13 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80) -> np.nd
         if mu < tol:
             break
         scale = 1.0 / np.maximum(p, s)  # row scaling keeps the system well conditioned
-        K = np.empty((n + 1, n + 1))
-        np.multiply(-(scale * p)[:, None], Aw, out=K[:n, :n])
-        K[np.arange(n), np.arange(n)] += scale * s
-        K[:n, n] = scale * p
-        K[n, :n] = 1.0
-        K[n, n] = 0.0
-        lu = scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
-
-        def newton(target):
-            rhs = np.append(scale * target, 1.0 - p.sum())
-            sol = scipy.linalg.lu_solve(lu, rhs, check_finite=False)
-            return sol[:n], sol[n], sol[n] - Aw @ sol[:n]
-
-        dp, dt, ds = newton(-p * s)  # affine predictor
-        alpha = min(_step_length(p, dp), _step_length(s, ds))
-        sigma = (float((p + alpha * dp) @ (s + alpha * ds)) / n / mu) ** 3
-        dp, dt, ds = newton(sigma * mu - p * s - dp * ds)  # corrector
+        step = None
+        if mixed:
+            step = _mehrotra(p, s, mu, _mixed_newton(Aw, p, s, scale), correctors)
+        if step is None:  # float64 (or a float32 refinement that stalled: float64 from now on)
+            mixed = False
+            step = _mehrotra(p, s, mu, _float64_newton(Aw, p, s, scale), correctors)
+        dp, dt, ds = step
         alpha = 0.99 * min(_step_length(p, dp), _step_length(s, ds))
         p, t, s = p + alpha * dp, t + alpha * dt, s + alpha * ds
     full = np.zeros(Y)
@@ -175,6 +179,108 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80) -> np.nd
     if exact is not None and (A @ exact).max() <= (A @ full).max():
         return exact
     return full
+
+
+def _mehrotra(p, s, mu, newton, correctors=0):
+    """Mehrotra's predictor-corrector direction, or None when ``newton`` fails (returns None).
+
+    With ``correctors > 0``, up to that many of Gondzio's (1996) centrality correctors follow,
+    each one more solve with the same factorization: the products ``p_y s_y`` at a longer
+    trial step are pulled back into ``[0.1, 10] sigma mu``, and the corrected direction is kept
+    while it lengthens the step by at least 1%.
+    """
+    if newton is None:
+        return None
+    predictor = newton(-p * s)  # affine predictor
+    if predictor is None:
+        return None
+    dp, dt, ds = predictor
+    alpha = min(_step_length(p, dp), _step_length(s, ds))
+    sigma = (float((p + alpha * dp) @ (s + alpha * ds)) / p.size / mu) ** 3
+    target = sigma * mu - p * s - dp * ds
+    direction = newton(target)  # corrector
+    if direction is None or correctors == 0:
+        return direction
+    alpha = min(_step_length(p, direction[0]), _step_length(s, direction[2]))
+    low, high = 0.1 * sigma * mu, 10.0 * sigma * mu
+    for _ in range(correctors):
+        trial = min(1.0, 1.5 * alpha + 0.1)
+        products = (p + trial * direction[0]) * (s + trial * direction[2])
+        pull = np.maximum(np.clip(products, low, high) - products, -high)
+        corrected = newton(target + pull)
+        if corrected is None:
+            break
+        longer = min(_step_length(p, corrected[0]), _step_length(s, corrected[2]))
+        if longer < 1.01 * alpha:
+            break
+        target, direction, alpha = target + pull, corrected, longer
+    return direction
+
+
+def _float64_newton(Aw, p, s, scale):
+    """Newton solver of :func:`dense_ipm`: one float64 LU of the scaled bordered matrix."""
+    n = p.size
+    K = np.empty((n + 1, n + 1))
+    np.multiply(-(scale * p)[:, None], Aw, out=K[:n, :n])
+    K[np.arange(n), np.arange(n)] += scale * s
+    K[:n, n] = scale * p
+    K[n, :n] = 1.0
+    K[n, n] = 0.0
+    lu = scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
+
+    def newton(target):
+        rhs = np.append(scale * target, 1.0 - p.sum())
+        sol = scipy.linalg.lu_solve(lu, rhs, check_finite=False)
+        return sol[:n], sol[n], sol[n] - Aw @ sol[:n]
+
+    return newton
+
+
+_REFINE_STEPS = 8  # iterative-refinement sweeps before a float32 factorization is given up
+_REFINE_TOL = 1e-12  # residual (max norm) relative to the right-hand side's
+_REFINE_FLOOR = 1e-10  # ... or where it stagnates (float64 rounding of the residual)
+
+
+def _mixed_newton(Aw, p, s, scale):
+    """Newton solver of :func:`dense_ipm` with a float32 LU and float64 refinement.
+
+    Each solve of ``K d = r`` (K the scaled bordered Newton matrix) starts from the float32
+    factorization and is refined with residuals ``r - K d`` computed in float64 from ``Aw``
+    (K itself is never formed in float64); a solve whose refinement stalls returns None.
+    """
+    n = p.size
+    K = np.empty((n + 1, n + 1), dtype=np.float32)
+    np.multiply(-(scale * p)[:, None], Aw, out=K[:n, :n], casting="same_kind")
+    K[np.arange(n), np.arange(n)] += (scale * s).astype(np.float32)
+    K[:n, n] = scale * p
+    K[n, :n] = 1.0
+    K[n, n] = 0.0
+    lu = scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
+
+    def newton(target):
+        rhs = np.append(scale * target, 1.0 - p.sum())
+        size = float(np.abs(rhs).max())
+        sol = scipy.linalg.lu_solve(lu, rhs.astype(np.float32), check_finite=False)
+        sol = sol.astype(np.float64)
+        previous = np.inf
+        for _ in range(_REFINE_STEPS):
+            Adp = Aw @ sol[:n]
+            residual = rhs - np.append(scale * (s * sol[:n] - p * Adp + p * sol[n]),
+                                       sol[:n].sum())
+            error = float(np.abs(residual).max())
+            # done when small, or when it stops falling at float64's rounding floor
+            if error <= _REFINE_TOL * size or (error > 0.5 * previous
+                                                and error <= _REFINE_FLOOR * size):
+                return sol[:n], sol[n], sol[n] - Adp
+            previous = error
+            correction = scipy.linalg.lu_solve(lu, residual.astype(np.float32),
+                                               check_finite=False)
+            if not np.all(np.isfinite(correction)):
+                return None
+            sol += correction
+        return None
+
+    return newton
 
 
 def _exact_on_support(A, support, tried):
@@ -194,6 +300,15 @@ def _exact_on_support(A, support, tried):
     return exact
 
 
+# From this many responses on, solve_nash's interior point factors in float32 (refined in
+# float64) and adds centrality correctors; smaller games, the experiments' among them, keep
+# the plain float64 Mehrotra path bit for bit.
+_LARGE_Y = 400
+import os
+_CORR = int(os.environ.get('CORR', 2))
+_DROP = float(os.environ.get('DROP', 1e6))
+
+
 def _certified_ipm(A, tol, max_rounds=20):
     """Double oracle around :func:`dense_ipm`: solve the game restricted to a candidate set,
     add every response that beats the result, repeat until certified (None if it never is).
@@ -205,7 +320,9 @@ def _certified_ipm(A, tol, max_rounds=20):
     cand = np.arange(Y)
     for _ in range(max_rounds):
         p = np.zeros(Y)
-        p[cand] = dense_ipm(A[np.ix_(cand, cand)], tol=min(tol, 1e-13))
+        large = cand.size >= _LARGE_Y
+        p[cand] = dense_ipm(A[np.ix_(cand, cand)], tol=min(tol, 1e-13), mixed=large,
+                            correctors=_CORR if large else 0, drop_ratio=_DROP if large else 1e6)
         slack = A @ p
         if slack.max() <= tol:
             return p

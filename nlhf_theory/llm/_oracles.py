@@ -190,6 +190,13 @@ class RewardModelOracle(PreferenceOracle):
         return torch.sigmoid(self.scale * (self.rewards(first) - self.rewards(second)))
 
 
+def checked_callable(value, name: str):
+    """``value`` if it is callable, else an :class:`InvalidInputError` naming ``name``."""
+    if not callable(value):
+        raise InvalidInputError(f"{name}: must be callable")
+    return value
+
+
 def call_on_pair(fn, tokenizer, first, second):
     """``fn`` on a pair of :class:`Completions`: ``fn(prompts, texts, texts_prime)`` on decoded
     strings when a ``tokenizer`` is given, else ``fn(first, second)``."""
@@ -230,10 +237,7 @@ class PairwiseOracle(PreferenceOracle):
     """
 
     def __init__(self, model, *, tokenizer=None, logits: bool = False):
-        if not callable(model):
-            raise InvalidInputError("model: must be callable")
-        self.model = model
-        self.tokenizer = tokenizer
+        self.model, self.tokenizer = checked_callable(model, "model"), tokenizer
         self.logits = bool(logits)
 
     def _one_order(self, first, second):
@@ -261,10 +265,7 @@ class CallableOracle(PreferenceOracle):
     """
 
     def __init__(self, fn, *, tokenizer=None, antisymmetrize: bool = False):
-        if not callable(fn):
-            raise InvalidInputError("fn: must be callable")
-        self.fn = fn
-        self.tokenizer = tokenizer
+        self.fn, self.tokenizer = checked_callable(fn, "fn"), tokenizer
         self.antisymmetrize = bool(antisymmetrize)
 
     def _call(self, first, second):
