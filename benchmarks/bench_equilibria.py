@@ -11,7 +11,8 @@ Three comparisons, measured side by side in one run on random skew games
    cvxpy: all of ``problem.solve``, canonicalization included, and Clarabel's own solve time),
    the duality gap of each returned policy recomputed in float64 by
    :func:`nlhf_theory.duality_gap`, and our matrix-vector products and Newton iterations.
-2. **Maximal lottery** (``solve_nash``, dense interior point + exact support solve) vs the
+2. **Maximal lottery** (``solve_nash``, dense interior point + exact support solve; from 400
+   responses a float32 factorization refined in float64, with centrality correctors) vs the
    linear program solved by **scipy's HiGHS** (``highs-ipm`` and ``highs-ds``, the standard
    LP route, via :func:`nlhf_theory.lp_maximal_lottery`) and **nashpy** (the usual Python game
    theory package; Lemke-Howson for Y <= 100 only, in a child process with a time limit: it

@@ -99,8 +99,7 @@ def _step_length(x, dx):
 
 
 def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80,
-              mixed: bool = False, correctors: int = 0,
-              drop_ratio: float = 1e6) -> np.ndarray:
+              fast: bool = False) -> np.ndarray:
     """Maximal lottery of the skew game ``A = P - 1/2`` by a dense primal-dual interior point.
 
     The LP ``min t s.t. A p <= t 1, 1^T p = 1, p >= 0`` is self-dual (its dual variable is the
@@ -110,23 +109,25 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80,
     Wright 2006, Alg. 14.3). The support ``{p_y > s_y}`` of the result is then solved exactly
     (the equalizing system), which removes the interior point's residual ``mu``.
 
-    With ``mixed=True`` the Newton matrix is factored in float32 (about 2-3x faster than float64
-    at Y >= 1000) and each Newton direction is refined to float64 accuracy by iterative
-    refinement against the float64 operator (residual ``<= 1e-14`` of the right-hand side,
-    or ``<= 1e-11`` where it stagnates at float64 rounding);
-    an iteration whose refinement stalls is redone with the float64 factorization, which is
-    then kept for the remaining iterations.
+    With ``fast=True`` (what ``solve_nash`` uses from ``Y >= 400`` responses):
+
+    * the Newton matrix is factored in float32 (2-3x faster than float64 at Y >= 1000) and
+      each Newton direction is refined against the float64 operator (residual ``<= 1e-12`` of
+      the right-hand side, or ``<= 1e-10`` where it stagnates at float64 rounding); an
+      iteration whose refinement stalls is redone in float64, kept for the remaining ones;
+    * up to two of Gondzio's (1996) centrality correctors follow each Mehrotra direction (one
+      more solve each with the same factorization; about 25% fewer iterations, so fewer
+      factorizations at full size);
+    * the final exact solve also tries the supports ``{p_y > c s_y}``, ``c = 0.1 ... 1e-4``,
+      when ``{p_y > s_y}`` does not certify (a support response of tiny probability).
+
+    Below that size the float64 Mehrotra path runs, bit for bit as before ``fast`` existed.
 
     Args:
       A: (Y, Y) skew matrix ``P - 1/2``.
       tol: stop when the mean complementarity ``p^T s / Y`` falls below it.
       max_iter: iteration cap.
-      mixed: factor in float32 and refine in float64.
-      correctors: Gondzio centrality correctors per iteration (each one more solve with the
-        iteration's factorization; fewer iterations, so fewer factorizations).
-        ``solve_nash`` uses ``mixed=True, correctors=2`` from ``Y >= 400`` responses; below,
-        the defaults (float64, none), bit for bit as before both options existed.
-
+      fast: the float32-factorization / corrector / wider-finish variant described above.
     Returns:
       (Y,) policy on the simplex.
     """
@@ -138,6 +139,7 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80,
     s = t - A @ p
     tried = set()
     previous = None
+    mixed, correctors = fast, (2 if fast else 0)
     for _ in range(max_iter):
         n = work.size
         mu = float(p @ s) / n
@@ -151,7 +153,7 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80,
             # Shrink: on the central path p_y s_y = mu, so s_y > 1e6 p_y means s_y^2 > 1e6 mu:
             # response y is off the support. (A wrong guess is caught by the caller's
             # certificate.) The dropped mass is left out; the Newton step restores 1^T p = 1.
-            keep = s <= drop_ratio * p
+            keep = s <= 1e6 * p
             if not keep.all():
                 work, p = work[keep], p[keep]
                 Aw = A[np.ix_(work, work)]
@@ -175,10 +177,18 @@ def dense_ipm(A: np.ndarray, *, tol: float = 1e-13, max_iter: int = 80,
     full = np.zeros(Y)
     full[work] = np.clip(p, 0.0, None)
     full /= full.sum()
-    exact = _exact_on_support(A, work[p > s], set())
-    if exact is not None and (A @ exact).max() <= (A @ full).max():
-        return exact
-    return full
+    best, best_value = full, (A @ full).max()
+    supports = [work[p > s]]
+    if fast:  # a support response with a tiny probability can still have p_y < s_y here
+        supports += [work[p > c * s] for c in (1e-1, 1e-2, 1e-3, 1e-4)]
+    tried = set()
+    for support in supports:
+        exact = _exact_on_support(A, support, tried)
+        if exact is not None and (A @ exact).max() <= best_value:
+            best, best_value = exact, (A @ exact).max()
+            if best_value <= tol:
+                break
+    return best
 
 
 def _mehrotra(p, s, mu, newton, correctors=0):
@@ -300,13 +310,10 @@ def _exact_on_support(A, support, tried):
     return exact
 
 
-# From this many responses on, solve_nash's interior point factors in float32 (refined in
-# float64) and adds centrality correctors; smaller games, the experiments' among them, keep
-# the plain float64 Mehrotra path bit for bit.
-_LARGE_Y = 400
-import os
-_CORR = int(os.environ.get('CORR', 2))
-_DROP = float(os.environ.get('DROP', 1e6))
+# From this many responses on, solve_nash's interior point runs with fast=True (float32
+# factorization refined in float64, centrality correctors, a wider exact finish); smaller
+# games, the experiments' among them, keep the float64 Mehrotra path bit for bit.
+_FAST_Y = 400
 
 
 def _certified_ipm(A, tol, max_rounds=20):
@@ -320,13 +327,15 @@ def _certified_ipm(A, tol, max_rounds=20):
     cand = np.arange(Y)
     for _ in range(max_rounds):
         p = np.zeros(Y)
-        large = cand.size >= _LARGE_Y
-        p[cand] = dense_ipm(A[np.ix_(cand, cand)], tol=min(tol, 1e-13), mixed=large,
-                            correctors=_CORR if large else 0, drop_ratio=_DROP if large else 1e6)
+        p[cand] = dense_ipm(A[np.ix_(cand, cand)], tol=min(tol, 1e-13),
+                            fast=cand.size >= _FAST_Y)
         slack = A @ p
         if slack.max() <= tol:
             return p
-        cand = np.union1d(cand[p[cand] > 0], np.flatnonzero(slack > tol))
+        grown = np.union1d(cand[p[cand] > 0], np.flatnonzero(slack > tol))
+        if np.array_equal(grown, cand):  # the next round would repeat this one exactly
+            return None
+        cand = grown
     return None
 
 
@@ -357,10 +366,12 @@ def solve_nash(game: PreferenceGame, *, method: str = "auto", tol: float = 1e-12
       * ``"highs-ipm"``, ``"highs-ds"``, ``"highs"``: the linear program of
         :func:`lp_maximal_lottery` solved by scipy's HiGHS (the reference path), then refined
         by an exact solve of the equalizing system on its support when that lowers the error.
-      * ``"auto"`` (default, about 10x faster than HiGHS at Y = 2000): :func:`dense_ipm`, a
-        dense interior point for this self-dual LP that finishes with an exact solve on the
+      * ``"auto"`` (default; docs/benchmarks.md has its speed against HiGHS): :func:`dense_ipm`,
+        a dense interior point for this self-dual LP that finishes with an exact solve on the
         support, wrapped in a double oracle (responses that beat the result are added back)
         until the certificate is below ``tol``; a prompt it cannot certify falls back to HiGHS.
+        From 400 responses on it runs with ``fast=True`` (float32 factorization refined in
+        float64, centrality correctors); the certificate is the same float64 exploitability.
 
     Args:
       game: a :class:`~nlhf_theory.PreferenceGame`.

@@ -106,6 +106,81 @@ def test_dense_ipm_against_independent_lp(Y):
     assert exploitability(P, p) <= 1e-9
 
 
+def _sigmoid_skew(Y, seed):
+    """``P = sigmoid(G - G^T)``, G standard normal (issue 12's game), exactly skew."""
+    G = np.random.default_rng(seed).standard_normal((Y, Y))
+    P = 1.0 / (1.0 + np.exp(-(G - G.T)))
+    return 0.5 * (P + (1.0 - P.T))
+
+
+@pytest.mark.parametrize("family", ["uniform", "sigmoid"])
+def test_fast_dense_ipm_equals_float64_path(family):
+    # fast=True (float32 LU + float64 refinement, Gondzio correctors, wider finish) must land
+    # on the same certified policy as the float64 Mehrotra path: 20 games of 200 responses.
+    for seed in range(10):
+        P = (nt.random_skew(200, 1, seed=seed).P[0].astype(np.float64) if family == "uniform"
+             else _sigmoid_skew(200, seed))
+        A = P - 0.5
+        fast, slow = nt.dense_ipm(A, fast=True), nt.dense_ipm(A)
+        assert (A @ fast).max() <= 1e-13 and (A @ slow).max() <= 1e-13
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+
+
+def test_fast_path_falls_back_to_float64_when_refinement_stalls(monkeypatch):
+    from nlhf_theory.equilibria import _maximal_lottery as ml
+
+    monkeypatch.setattr(ml, "_REFINE_STEPS", 0)  # every float32 solve counts as stalled
+    float64_calls = []
+    original = ml._float64_newton
+    monkeypatch.setattr(ml, "_float64_newton",
+                        lambda *args: float64_calls.append(1) or original(*args))
+    A = nt.random_skew(120, 1, seed=4).P[0].astype(np.float64) - 0.5
+    p = ml.dense_ipm(A, fast=True)
+    assert float64_calls
+    assert (A @ p).max() <= 1e-13
+    np.testing.assert_allclose(p, ml.dense_ipm(A), rtol=0, atol=1e-12)
+
+
+def test_fast_path_factors_in_float32(monkeypatch):
+    import scipy.linalg
+
+    from nlhf_theory.equilibria import _maximal_lottery as ml
+
+    dtypes = []
+    original = scipy.linalg.lu_factor
+    monkeypatch.setattr(scipy.linalg, "lu_factor",
+                        lambda K, **kw: dtypes.append(K.dtype) or original(K, **kw))
+    A = nt.random_skew(150, 1, seed=8).P[0].astype(np.float64) - 0.5
+    ml.dense_ipm(A)
+    assert dtypes and set(dtypes) == {np.dtype(np.float64)}
+    dtypes.clear()
+    ml.dense_ipm(A, fast=True)
+    assert dtypes and dtypes[0] == np.float32
+
+
+@pytest.mark.parametrize("Y, fast", [(399, False), (400, True)])
+def test_solve_nash_uses_the_fast_path_from_400_responses(monkeypatch, Y, fast):
+    from nlhf_theory.equilibria import _maximal_lottery as ml
+
+    seen = []
+    original = ml.dense_ipm
+    monkeypatch.setattr(ml, "dense_ipm", lambda A, **kw: seen.append(kw["fast"])
+                        or original(A, **kw))
+    res = nt.solve_nash(nt.random_skew(Y, 1, seed=Y))
+    assert seen == [fast] and res.method == ("dense-ipm",) and res.converged
+
+
+def test_double_oracle_stops_when_a_round_would_repeat(monkeypatch):
+    # an interior point that never certifies: one round, then HiGHS (not 20 identical rounds)
+    from nlhf_theory.equilibria import _maximal_lottery as ml
+
+    calls = []
+    monkeypatch.setattr(ml, "dense_ipm",
+                        lambda A, **kw: calls.append(1) or np.full(A.shape[0], 1 / A.shape[0]))
+    res = nt.solve_nash(nt.random_skew(30, 1, seed=3))
+    assert len(calls) == 1 and res.method == ("highs-ipm",) and res.converged
+
+
 @pytest.mark.parametrize("method", ["highs", "highs-ipm", "highs-ds"])
 def test_lp_maximal_lottery_against_independent_lp(method):
     P = nt.random_skew(7, 1, seed=9).P[0]
