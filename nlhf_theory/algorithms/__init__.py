@@ -22,15 +22,9 @@ from nlhf_theory.algorithms._equilibrium_learning import (
 )
 from nlhf_theory.algorithms._mirror import comal, dno, inpo, mpo, nash_md, sppo
 from nlhf_theory.algorithms._offline import dpo, ipo, rlhf_bt, slic
-from nlhf_theory.algorithms._pairwise import (
-    egpo,
-    ipo_md,
-    nash_md_pg,
-    online_dpo,
-    online_ipo,
-    xpo,
-)
+from nlhf_theory.algorithms._pairwise import egpo, ipo_md, online_dpo, online_ipo
 from nlhf_theory.algorithms._pessimism import PessimismResult, pessimistic_policy
+from nlhf_theory.algorithms._policy_gradient import nash_md_pg, xpo
 from nlhf_theory.algorithms._run import (
     METRICS,
     make_algorithm,
