@@ -227,15 +227,23 @@ def _mehrotra(p, s, mu, newton, correctors=0):
     return direction
 
 
-def _float64_newton(Aw, p, s, scale):
-    """Newton solver of :func:`dense_ipm`: one float64 LU of the scaled bordered matrix."""
+def _bordered(Aw, p, s, scale, dtype):
+    """The scaled bordered Newton matrix ``[diag(scale s) - diag(scale p) A, scale p; 1^T, 0]``
+    of :func:`dense_ipm`, stored in ``dtype``."""
     n = p.size
-    K = np.empty((n + 1, n + 1))
-    np.multiply(-(scale * p)[:, None], Aw, out=K[:n, :n])
-    K[np.arange(n), np.arange(n)] += scale * s
+    K = np.empty((n + 1, n + 1), dtype=dtype)
+    np.multiply(-(scale * p)[:, None], Aw, out=K[:n, :n], casting="same_kind")
+    K[np.arange(n), np.arange(n)] += (scale * s).astype(dtype)
     K[:n, n] = scale * p
     K[n, :n] = 1.0
     K[n, n] = 0.0
+    return K
+
+
+def _float64_newton(Aw, p, s, scale):
+    """Newton solver of :func:`dense_ipm`: one float64 LU of the scaled bordered matrix."""
+    n = p.size
+    K = _bordered(Aw, p, s, scale, np.float64)
     lu = scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
 
     def newton(target):
@@ -259,12 +267,7 @@ def _mixed_newton(Aw, p, s, scale):
     (K itself is never formed in float64); a solve whose refinement stalls returns None.
     """
     n = p.size
-    K = np.empty((n + 1, n + 1), dtype=np.float32)
-    np.multiply(-(scale * p)[:, None], Aw, out=K[:n, :n], casting="same_kind")
-    K[np.arange(n), np.arange(n)] += (scale * s).astype(np.float32)
-    K[:n, n] = scale * p
-    K[n, :n] = 1.0
-    K[n, n] = 0.0
+    K = _bordered(Aw, p, s, scale, np.float32)
     lu = scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
 
     def newton(target):
