@@ -71,7 +71,9 @@ def bradley_terry_projection(P, behaviour=None, *, ridge: float = 1e-12) -> np.n
     Args:
       P: (Y, Y) or (X, Y, Y) preference, ``P + P^T = 1``.
       behaviour: (Y,) or (X, Y) pair-sampling policy ``mu`` (entries > 0), default uniform.
-      ridge: prior precision (default 1e-12: the maximum-likelihood fit to ~1e-10).
+      ridge: prior precision (default 1e-12: the maximum-likelihood fit up to a bias linear
+        in the ridge, about ``ridge |r| / min_{y, y'} mu(y) mu(y')``: 1e-8 in
+        ``sigma(r_y - r_y')`` when ``mu`` has entries ~1e-3).
 
     Returns:
       (Y,) or (X, Y) float64 rewards (the shape of ``P`` without its last axis), mean-centred
