@@ -353,3 +353,16 @@ def test_tiny_reference_entry_converges():
     z = np.log(ref) + P @ q / beta
     log_br = z - (z.max() + np.log(np.sum(np.exp(z - z.max()))))
     np.testing.assert_allclose(np.log(q), log_br, atol=1e-8)
+
+
+def test_kl_game_max_policy_is_solve_kl_games_and_raises_when_uncertified():
+    """The learners' inner solve: the same certified policy as solve_kl_game, and a
+    SolverError (not a silent answer) when the budget cannot certify it."""
+    rng = np.random.default_rng(4)
+    Q = rng.uniform(size=(3, 6, 6))
+    pi_ref = rng.dirichlet(np.ones(6), 3)
+    expected = nt.solve_kl_game(Q, pi_ref, 0.05, tol=2e-12).max_policy
+    policy = nt.kl_game_max_policy(Q, np.log(pi_ref), 0.05)
+    np.testing.assert_allclose(policy, expected, atol=1e-12)
+    with pytest.raises(nt.SolverError, match="kl_game_max_policy"):
+        nt.kl_game_max_policy(Q, np.log(pi_ref), 1e-4, max_iter=1, max_cg=1)

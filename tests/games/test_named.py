@@ -178,3 +178,10 @@ def test_munos_nontransitive(epsilon):
 def test_munos_nontransitive_bad_epsilon(epsilon):
     with pytest.raises(InvalidInputError, match="^epsilon:"):
         nt.munos_nontransitive(epsilon)
+
+
+def test_random_skew_seed_must_be_a_nonnegative_integer():
+    for seed in (-3, 1.5, "1"):
+        with pytest.raises(nt.InvalidInputError, match="seed: must be an integer >= 0"):
+            nt.make_game("random_skew", seed=seed)
+    assert nt.make_game("random_skew", seed=0).num_responses == 10
