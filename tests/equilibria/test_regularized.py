@@ -366,3 +366,30 @@ def test_kl_game_max_policy_is_solve_kl_games_and_raises_when_uncertified():
     np.testing.assert_allclose(policy, expected, atol=1e-12)
     with pytest.raises(nt.SolverError, match="kl_game_max_policy"):
         nt.kl_game_max_policy(Q, np.log(pi_ref), 1e-4, max_iter=1, max_cg=1)
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.01])
+def test_blocks_on_threads_are_bit_identical(monkeypatch, beta):
+    """Large batches are solved in blocks of prompts on parallel threads: every prompt's
+    policy, gap, and the effort counts equal the one-block, one-thread solve exactly."""
+    from nlhf_theory.equilibria import _regularized
+
+    game = nt.random_skew(30, num_prompts=25, seed=4)
+    pi_ref = np.random.default_rng(0).dirichlet(np.ones(30), size=25)
+    game = nt.PreferenceGame(game.P, pi_ref, game.prompt_weights)
+    Q = np.asarray(game.P, dtype=np.float64) - 0.2  # a non-skew payoff for solve_kl_game
+    whole = (nt.solve_regularized_nash(game, beta), nt.solve_kl_game(Q, pi_ref, beta))
+    seen = []
+    real_newton = _regularized._newton
+    monkeypatch.setattr(_regularized, "_newton", lambda Q, *a: seen.append(Q.shape[0])
+                        or real_newton(Q, *a))
+    monkeypatch.setattr(_regularized, "_BLOCK_ENTRIES", 4 * 30 * 30)  # blocks of <= 4 prompts
+    monkeypatch.setattr(_regularized, "_usable_cores", lambda: 2)
+    blocked = (nt.solve_regularized_nash(game, beta), nt.solve_kl_game(Q, pi_ref, beta))
+    assert max(seen) <= 4 and sum(seen) % 25 == 0  # the blocks partition the prompts
+    for a, b in zip(whole, blocked):
+        for field in ("per_prompt_gap", "iterations", "matvecs", "converged"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(whole[0].policy, blocked[0].policy)
+    np.testing.assert_array_equal(whole[1].max_policy, blocked[1].max_policy)
+    np.testing.assert_array_equal(whole[1].min_policy, blocked[1].min_policy)
