@@ -480,6 +480,7 @@ def solve_kl_game(Q, pi_ref, beta, *, prompt_weights=None, tol: float = 1e-12,
     by damped Newton steps along the simplex's mirror map; the max player's is the best response
     ``softmax(log pi_ref + Q q / beta)``. The certificate is the duality gap in closed form,
     ``gap = [beta LSE(Q q / beta) + beta KL(q)] + [beta LSE(-Q^T p / beta) + beta KL(p)]``.
+    Large batches run on threads as in :func:`solve_regularized_nash`.
 
     Args:
       Q: payoff of the max player, (Y, Y) or (X, Y, Y), finite.
@@ -551,7 +552,10 @@ def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
     converge for every ``beta > 0`` (unlike the damped fixed-point iteration, which cycles for
     ``beta`` below about 0.02) and read ``P`` only through matrix-vector products. The
     certificate ``duality_gap = 2 beta KL(pi || BR_beta(pi))`` is recomputed from the returned
-    policy by :func:`nlhf_theory.duality_gap`.
+    policy by :func:`nlhf_theory.duality_gap`. Batches of more than about 4e6 payoff entries
+    (e.g. 1000 prompts x 100 responses) are solved in blocks of prompts on threads over the
+    cores this process may use (its CPU affinity: ``taskset`` restricts them); every prompt's
+    result is bit for bit the one-thread result.
 
     Notation: Ye et al. (arXiv:2402.07314) write ``eta = 1 / beta``; Munos et al.
     (arXiv:2312.00886) write ``tau = beta``.
