@@ -552,7 +552,7 @@ def solve_regularized_nash(game: PreferenceGame, beta, *, tol: float = 1e-12,
     converge for every ``beta > 0`` (unlike the damped fixed-point iteration, which cycles for
     ``beta`` below about 0.02) and read ``P`` only through matrix-vector products. The
     certificate ``duality_gap = 2 beta KL(pi || BR_beta(pi))`` is recomputed from the returned
-    policy by :func:`nlhf_theory.duality_gap`. Batches of more than about 4e6 payoff entries
+    policy by :func:`nlhf_theory.duality_gap`. Batches of more than 2e6 payoff entries
     (e.g. 1000 prompts x 100 responses) are solved in blocks of prompts on threads over the
     cores this process may use (its CPU affinity: ``taskset`` restricts them); every prompt's
     result is bit for bit the one-thread result.
