@@ -227,8 +227,8 @@ def sail_response_term(ell, logp, logp_prime, variant="exact", hook_scale=1.0):
       The elementwise surrogate (its value is not meaningful, its gradient is).
 
     References:
-      Ding et al. 2024, arXiv:2406.15567, Sec. 4; reference note ``sail.md`` Sec. 1.4 (the
-      authors' hook in ``cdpo/cdpo_trainer.py``).
+      Ding et al. 2024, arXiv:2406.15567, Sec. 4; the authors' code, the gradient hook in
+      ``cdpo/cdpo_trainer.py``.
     """
     xp = namespace(ell, logp, logp_prime)
     if variant == "exact":

@@ -765,7 +765,7 @@ def pessimistic_policy(wins, counts, log_ref, prompt_weights, beta, *, bonus="jo
 
     References:
       Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1; Hsu, Kakade & Zhang 2012,
-      arXiv:1110.2842 (radius); reference note ``nlhf_algorithms.md`` Sec. 6.5.
+      arXiv:1110.2842 (radius).
     """
     if bonus not in BONUSES:
         raise InvalidInputError(f"bonus: must be one of {BONUSES}, got {bonus!r}")

@@ -163,8 +163,7 @@ def uncertainty_ratio(main, second, p_hat, counts, prompt_weights, regularizatio
       0.5
 
     References:
-      Ye et al. 2024, arXiv:2402.07314, Alg. 2 (enhancer); reference note
-      ``nlhf_algorithms.md`` Sec. 1.3 and 6.6.
+      Ye et al. 2024, arXiv:2402.07314, Alg. 2 (enhancer).
     """
     pi1, arr = _check_tabular(main, second, p_hat, counts, prompt_weights, regularization,
                               batch_size)
@@ -393,7 +392,7 @@ def linear_uncertainty(main, second, features, slope, counts, prompt_weights, re
     ``||delta||``, so the sup is on the sphere ``||delta|| = 2 B``, where
     ``lambda = lambda ||delta||^2 / (4 B^2)``: the sup is exactly
     ``max_v |u . v| / sqrt(v^T A v) = ||u||_{A^-1}``, ``A = S + (lambda / (4 B^2)) I`` (the
-    Cauchy-Schwarz bound of the reference note, Sec. 6.6, attained).
+    Cauchy-Schwarz bound ``|u . v| <= ||u||_{A^-1} ||v||_A``, attained at ``v = A^-1 u``).
 
     Args:
       main, second: (X, Y) ``pi1``, ``pi2``.
@@ -417,8 +416,7 @@ def linear_uncertainty(main, second, features, slope, counts, prompt_weights, re
       1.0
 
     References:
-      Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Sec. 5 (linear preference classes);
-      reference note ``nlhf_algorithms.md`` Sec. 6.6.
+      Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Sec. 5 (linear preference classes).
     """
     A = linear_design(counts, features, slope, regularization, batch_size, parameter_bound)
     u = jnp.einsum("xbd,xb->d", expected_features(main, features, slope, prompt_weights), second)

@@ -186,8 +186,8 @@ class PreferenceGame:
 def zipf_policy(ranks, exponent) -> np.ndarray:
     """A Zipf-like policy ``pi(y) = (1 + rank(y))^-exponent / Z`` along the last axis.
 
-    The usual unevenly covering reference of simulation studies (reference note
-    ``rlhf_deciphered.md``, B.4 common setup): rank 0 is the most likely response.
+    The usual unevenly covering reference of simulation studies: rank 0 is the most likely
+    response.
 
     Args:
       ranks: (..., Y) non-negative ranks (any real values >= 0; ties share a probability).

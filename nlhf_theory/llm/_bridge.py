@@ -397,7 +397,7 @@ def make_bridge(vocab_size=3, length=2, num_prompts=2, preference="cyclic", seed
       (4, torch.Size([4, 2]))
 
     References:
-      Reference note ``llm_adapter.md``, "The bridge environment"; issue 10 item 6.
+      docs/llm.md, "Bridge environment" (why the game is exact and how it is checked).
     """
     V = _positive_int(vocab_size, "vocab_size", 2)
     L = _positive_int(length, "length")

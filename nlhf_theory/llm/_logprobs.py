@@ -9,7 +9,7 @@ of a completion ``y`` of a prompt ``x``. Three details decide whether that numbe
   a genuine final eos (or keeps a pad).
 * **Position ids from the attention mask.** ``position_ids = cumsum(mask) - 1``, so a left-padded
   prompt gets the positions it has without padding (without them a GPT-2-shaped model shifts
-  every position; reference note ``llm_adapter.md``: 0.030 nats). Right-padded prompts are
+  every position and changes the completion's log-probabilities). Right-padded prompts are
   re-packed to the left first, so the prompt's last real token always predicts the first
   completion token.
 * **float32 log-softmax.** The selected log-probabilities are computed in float32 whatever the
@@ -235,7 +235,7 @@ def sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion
 
     References:
       TRL ``DPOTrainer`` (per-sequence sums with a completion mask); trl#6800 (left padding
-      without position ids); reference note ``llm_adapter.md``, "Pitfalls users report".
+      without position ids).
     """
     values, mask = token_logprobs(model, prompt_ids, prompt_mask, completion_ids,
                                   completion_lengths, allowed_tokens=allowed_tokens,

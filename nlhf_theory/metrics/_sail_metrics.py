@@ -8,8 +8,7 @@ allowed) may carry leading batch dimensions that broadcast against them.
 References:
   Ding et al. 2024, "SAIL: Self-Improving Efficient Online Alignment of Large Language Models",
   arXiv:2406.15567; the authors' code (``pipelines/evalgpt.py``: win rate against the chosen
-  response; ``cdpo/cdpo_trainer.py``: ``rewards/margins`` and the routes), as summarized in
-  ``shared/references/sail.md`` Sec. 1.4, 4 and 7.
+  response; ``cdpo/cdpo_trainer.py``: ``rewards/margins`` and the routes).
 """
 
 from __future__ import annotations
@@ -216,7 +215,7 @@ class SlotCost(NamedTuple):
 def sail_slot_cost(r=0.0, p=0.0, g=0.0, *, generation_cost=1.0, backward_cost=2.0) -> SlotCost:
     """Deterministic cost of one training slot of SAIL with route weights ``(r, p, g)``.
 
-    Counting of the authors' routes (``shared/references/sail.md`` Sec. 1.4 and 4), per slot:
+    Counting of the authors' routes (their ``cdpo/cdpo_trainer.py``), per slot:
     every route trains on a pair (policy and reference forward on 2 responses, policy backward
     on 2); SAIL-DP (weight ``r``) relabels a dataset pair from the logits of that same forward
     pass; SAIL-PP (``p``) generates 2 responses and labels them with a no-grad policy and
