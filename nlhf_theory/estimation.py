@@ -31,6 +31,7 @@ import numpy as np
 from scipy.special import expit as _expit
 
 from nlhf_theory._arrays import float64_mode
+from nlhf_theory.games import LINKS
 from nlhf_theory.validation import (
     InvalidInputError,
     check_choice,
@@ -63,9 +64,6 @@ __all__ = [
     "mle_preference",
     "tabular_features",
 ]
-
-#: Links of a linear preference model ``P_theta = link(theta . psi)``.
-LINKS = ("logistic", "identity")
 
 #: Largest number of deterministic opponents (``Y ** X``) enumerated by
 #: :func:`linear_coverage_coefficient`.

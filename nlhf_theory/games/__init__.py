@@ -1,7 +1,7 @@
 """Preference games: the tabular game, linear preference models and named games."""
 
 from nlhf_theory.games._game import PreferenceGame, bernoulli_labels, stack_games, zipf_policy
-from nlhf_theory.games._linear import LinearPreferenceModel, bradley_terry_linear
+from nlhf_theory.games._linear import LINKS, LinearPreferenceModel, bradley_terry_linear
 from nlhf_theory.games._named import (
     GAMES,
     annotator_mixture,
@@ -20,6 +20,7 @@ from nlhf_theory.games._named import (
 
 __all__ = [
     "GAMES",
+    "LINKS",
     "LinearPreferenceModel",
     "PreferenceGame",
     "annotator_mixture",

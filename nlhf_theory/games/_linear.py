@@ -9,6 +9,7 @@ import numpy as np
 from nlhf_theory.games._game import PreferenceGame, bernoulli_labels
 from nlhf_theory.validation import InvalidInputError, float_array, validation_tolerance
 
+#: Links of a linear preference model: ``P = sigma(theta . psi)`` or ``1/2 + theta . psi``.
 LINKS = ("logistic", "identity")
 
 
