@@ -289,3 +289,30 @@ def test_bad_method(method):
 def test_bad_game():
     with pytest.raises(InvalidInputError, match="^game:"):
         nt.solve_nash(nt.comal_cyclic().P[0])
+
+
+def test_fast_path_refines_inexactly_far_from_the_solution(monkeypatch):
+    """Directions refined only to 1e-2 mu while mu is large: the same factorizations and the
+    same policy as refining every direction to 1e-12, with fewer solves."""
+    from nlhf_theory.equilibria import _maximal_lottery as ml
+
+    calls = {"lu_factor": 0, "lu_solve": 0}
+    for name in calls:
+        real = getattr(ml.scipy.linalg, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ml.scipy.linalg, name, counted)
+    counts, policies = [], []
+    for inexact in (ml._INEXACT, 0.0):
+        monkeypatch.setattr(ml, "_INEXACT", inexact)
+        calls.update(lu_factor=0, lu_solve=0)
+        A = nt.random_skew(400, 1, seed=1).P[0].astype(np.float64) - 0.5
+        policies.append(ml.dense_ipm(A, fast=True))
+        counts.append(dict(calls))
+    (inexact, exact) = counts
+    assert inexact["lu_factor"] == exact["lu_factor"]
+    assert inexact["lu_solve"] <= 0.85 * exact["lu_solve"]
+    np.testing.assert_array_equal(policies[0], policies[1])
