@@ -1,7 +1,7 @@
 """Offline equilibrium learning from n comparisons: Thm. 1's bound, rate, coverage, BT bias.
 
-Claims checked (Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1; reference note
-nlhf_algorithms.md Sec. 1.2, 6.4-6.5, 7.2; Cui & Du 2022, arXiv:2201.03522). Suboptimality is
+Claims checked (Ye et al. 2024, arXiv:2402.07314, Alg. 1 and Thm. 1; Cui & Du 2022,
+arXiv:2201.03522). Suboptimality is
 the max player's one-sided suboptimality ``J(pi*, pi*) - min_p J(pi_hat, p) = gap / 2``
 (``nt.suboptimality``) against the certified ``pi*_beta``; ``beta`` is the KL coefficient.
 

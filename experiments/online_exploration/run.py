@@ -1,7 +1,6 @@
 """Batch online exploration: optimistic equilibrium learning with the uncertainty enhancer.
 
-Claim checked (Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2; reference note
-nlhf_algorithms.md Sec. 1.3 and 6.6). Each round the main agent plays the regularized
+Claim checked (Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2). Each round the main agent plays the regularized
 equilibrium of the fitted preference, pi1_t = NE_beta(P_hat_t), and the enhancer pi2_t
 maximizes Alg. 2's information ratio against pi1_t: for the linear class, ||u||_{A_t^-1} with
 u = E_{x ~ d0} psi(x, pi1_t, pi2) the joint expected feature of the pair (link' weighted, the

@@ -6,10 +6,13 @@ CLAIM = ("A Bradley-Terry reward fitted to preferences that no reward represents
          "by the Borda count (Siththaranjan et al. 2023, arXiv:2312.08358, Thm. 3.1) and its "
          "optimal policies, greedy or KL-regularized, stay exploitable, while the Nash policy "
          "(maximal lottery) is unexploitable (Munos et al. 2023, arXiv:2312.00886, Sec. 3; "
-         "Chaudhari et al. 2024, arXiv:2404.08555, Sec. 5.1); golden values of the reference "
-         "note rlhf_deciphered.md, B.4 E5.")
+         "Chaudhari et al. 2024, arXiv:2404.08555, Sec. 5.1); golden values: the biased "
+         "rock-paper-scissors Nash (1/16, 10/16, 5/16) of OpenSpiel's lp_solver_test.py and "
+         "closed-form values derived outside this code (population Bradley-Terry fits, "
+         "exploitabilities).")
 
-#: E5 (ii) of the reference note: responses (a, c, d), P(c>a) = .99, P(d>a) = .55, P(d>c) = .55.
+#: A Condorcet winner that is not the Borda winner: responses (a, c, d), P(c>a) = .99,
+#: P(d>a) = .55, P(d>c) = .55.
 E5_CONDORCET = [[0.5, 0.01, 0.45], [0.99, 0.5, 0.45], [0.55, 0.55, 0.5]]
 
 #: Games without a Condorcet winner (label -> make_game arguments).
@@ -28,8 +31,9 @@ CONDORCET = {
 #: A BT-realizable control, where the reward model is exact and BT-greedy is the Condorcet winner.
 CONTROL = {"bradley_terry": {"name": "bradley_terry"}}
 
-#: Golden values of the reference note (B.4, E5), uniform pair distribution and pi_ref, rewards
-#: mean-centred, exploitability max_y (P pi)(y) - 1/2 (checked: this is the note's e(pi)).
+#: Golden values (OpenSpiel's biased RPS Nash; the rest derived in closed form outside this
+#: code), uniform pair distribution and pi_ref, rewards mean-centred, exploitability
+#: max_y (P pi)(y) - 1/2.
 GOLDEN = {
     "biased_rock_paper_scissors": {
         "reward": [0.359, 0.288, -0.647], "misspecification": 0.268, "greedy": 0.25,

@@ -11,7 +11,7 @@ Claims checked (README.md beside this file gives the derivations):
   Kendall's tau between them is 1 on every instance; the finite-sample MAP fit converges to it
   at the rate ``n^-1/2``.
 * (c) Where a Condorcet winner exists but is not the Borda winner, BT-greedy and Nash disagree;
-  golden values of the reference note (E5).
+  golden values derived in closed form outside this code.
 
 Cells: one per (game, behaviour); one for the per-type regrets of the annotator mixture; one per
 behaviour for random hidden-context mixtures (instances vectorized as prompts); one per game for

@@ -9,7 +9,7 @@ CLAIM = ("SAIL (Ding et al. 2024, arXiv:2406.15567): the self-improving variants
          "poorly (up to 11.6% win-rate gain, abstract) at little overhead (SAIL-DP none).")
 
 #: Route weights (r, p, g) and coefficients (rho, pi, gamma) of the SAIL variants: the
-#: defaults of the authors' configs/tasks.yaml (reference note sail.md Sec. 2); the mixture
+#: defaults of the authors' configs/tasks.yaml; the mixture
 #: is our choice (each route at 0.2, offline DPO 0.4, the default coefficients).
 VARIANTS = {
     "SAIL-PR": {"g": 0.3, "gamma": 0.3},

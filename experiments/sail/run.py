@@ -198,7 +198,8 @@ def run_sampled(games, cell) -> pd.DataFrame:
 
 
 # Exact-mode trajectories -----------------------------------------------------------------------
-#: Exact-mode settings beyond the variants: the special cases of sail.md Sec. 3.
+#: Exact-mode settings beyond the variants: the special cases the authors' code implies (the
+#: paper: SAIL generalizes prior online RLHF methods as special cases).
 SPECIAL = {
     "SAIL, all route weights 0": {"rho": 0.2, "pi": 0.2, "gamma": 0.3},
     "SAIL-PR, gamma = 0, g = 1": {"g": 1.0},
@@ -383,11 +384,11 @@ def comparison(results, game, name, part, step=None) -> float:
 
 #: Exact special cases: (claim, comparison, part, step or None for the whole trajectory).
 SPECIAL_CHECKS = [
-    ("SAIL with all route weights 0 is offline DPO (sail.md Sec. 3), exact mode",
+    ("SAIL with all route weights 0 is offline DPO (authors' code), exact mode",
      "SAIL, all route weights 0 vs DPO", "exact", None),
     ("SAIL with all route weights 0 is offline DPO, sampled mode (same data and keys)",
      "SAIL, all route weights 0 vs DPO", "sampled", None),
-    ("SAIL-PR with gamma = 0, g = 1 is online DPO (sail.md Sec. 3), exact mode",
+    ("SAIL-PR with gamma = 0, g = 1 is online DPO (authors' code), exact mode",
      "SAIL-PR, gamma = 0, g = 1 vs online DPO", "exact", None),
     ("self-labelled pairs with pi = 0 have zero expected effect: SAIL-PP (p = 0.3, pi = 0) is "
      "offline DPO with the step scaled by 1 - p",
