@@ -1,16 +1,16 @@
 """Batch online exploration: optimistic equilibrium learning with the uncertainty enhancer.
 
-Claim checked (Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2). Each round the main agent plays the regularized
-equilibrium of the fitted preference, pi1_t = NE_beta(P_hat_t), and the enhancer pi2_t
-maximizes Alg. 2's information ratio against pi1_t: for the linear class, ||u||_{A_t^-1} with
-u = E_{x ~ d0} psi(x, pi1_t, pi2) the joint expected feature of the pair (link' weighted, the
-logistic model linearized at theta_hat) and A_t = (1/m) sum_i link'^2 psi_i psi_i^T +
-lambda / (4 B^2) I, maximized over joint pure responses (all 30^3 enumerated); a batch of m
-comparisons a ~ pi1_t, b ~ pi2_t is added. Theory: the main agent's suboptimality (duality
-gap / 2 against the certified pi*_beta) is at most eps after O(eps^-2) samples,
-Õ(d^2 / eps^2) for a d-dimensional linear class [reconstruction of the note, Sec. 1.3], i.e.
-eps <~ d n^-1/2; the enhancer is the exploration the bound is proved for, so the alternatives
-(self-play pi2 = pi1, uniform, pi_ref) should not beat it where pi_ref covers pi*_beta poorly.
+Claim checked (Ye et al. 2024, arXiv:2402.07314, Alg. 2 and Thm. 2). Each round the main agent
+plays the regularized equilibrium of the fitted preference, pi1_t = NE_beta(P_hat_t), and the
+enhancer pi2_t maximizes Alg. 2's information ratio against pi1_t: for the linear class,
+||u||_{A_t^-1} with u = E_{x ~ d0} psi(x, pi1_t, pi2) the joint expected feature of the pair
+(link' weighted, the logistic model linearized at theta_hat) and A_t = (1/m) sum_i link'^2
+psi_i psi_i^T + lambda / (4 B^2) I, maximized over joint pure responses (all 30^3 enumerated);
+a batch of m comparisons a ~ pi1_t, b ~ pi2_t is added. Theory: the main agent's suboptimality
+(duality gap / 2 against the certified pi*_beta) is at most eps after O(eps^-2) samples, Õ(d^2
+/ eps^2) for a d-dimensional linear class [reconstruction of the note, Sec. 1.3], i.e. eps <~ d
+n^-1/2; the enhancer is the exploration the bound is proved for, so the alternatives (self-play
+pi2 = pi1, uniform, pi_ref) should not beat it where pi_ref covers pi*_beta poorly.
 
 Game: a Bradley-Terry-linear model with Gaussian response features phi(x, y) in R^D, a reward
 theta . phi living in the first ``true_dim`` coordinates, and a Zipf pi_ref that puts most
