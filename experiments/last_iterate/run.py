@@ -285,8 +285,8 @@ def checks(results: pd.DataFrame, settings: dict) -> list[Check]:
     for method in ("egpo", "inpo", "online_ipo", "nash_md"):
         out += _label_check(table, f"{method} reaches pi*_beta in the last iterate at beta = 0.1",
                             method, {"pi*_beta"}, beta=0.1)
-    out += _label_check(table, "EGPO reaches pi*_beta at beta = 0.01 (extragradient; reference "
-                        "note Sec. 7.1)", "egpo", {"pi*_beta"}, beta=0.01)
+    out += _label_check(table, "EGPO reaches pi*_beta at beta = 0.01 (extragradient; Zhou, "
+                        "Fazel & Du 2025, arXiv:2503.08942)", "egpo", {"pi*_beta"}, beta=0.01)
     out += _label_check(table, "SPPO's last iterate cycles on intransitive games (no KL anchor)",
                         "sppo", {"cycles"}, games=intransitive)
     sppo = _labels(table, "sppo", games=intransitive)

@@ -8,7 +8,7 @@ enhancer pi2_t maximizes Alg. 2's information ratio against pi1_t: for the linea
 psi_i psi_i^T + lambda / (4 B^2) I, maximized over joint pure responses (all 30^3 enumerated);
 a batch of m comparisons a ~ pi1_t, b ~ pi2_t is added. Theory: the main agent's suboptimality
 (duality gap / 2 against the certified pi*_beta) is at most eps after O(eps^-2) samples, Õ(d^2
-/ eps^2) for a d-dimensional linear class [reconstruction of the note, Sec. 1.3], i.e. eps <~ d
+/ eps^2) for a d-dimensional linear class [our reading of Thm. 2's rate], i.e. eps <~ d
 n^-1/2; the enhancer is the exploration the bound is proved for, so the alternatives (self-play
 pi2 = pi1, uniform, pi_ref) should not beat it where pi_ref covers pi*_beta poorly.
 

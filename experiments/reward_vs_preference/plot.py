@@ -86,7 +86,7 @@ def condorcet_panel(ax, results):
     ax.set_xticks(ticks, ticklabels)
     ax.set_ylabel("reward / Borda - 1/2 / probability")
     ax.set_title("Condorcet winner (Nash) vs BT winner, uniform pairs\n"
-                 "E5 (ii) of the note; CW: condorcet_winner game")
+                 "E5: P(c>a)=.99, P(d>a)=P(d>c)=.55; CW: condorcet_winner")
     ax.legend(fontsize=6)
 
 
