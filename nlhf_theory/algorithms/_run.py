@@ -179,7 +179,10 @@ def policy_trajectories(make, games, grid=None, *, checkpoints, seeds: int = 1,
         step), the steps after which the policy is recorded (0: the initial policy).
       seeds: number of independent PRNG streams per run.
       seed: base seed.
-      chunk, progress: as in :func:`run_algorithm` (steps per compiled segment, progress bar).
+      chunk, progress: as in :func:`run_algorithm` (steps per compiled segment, progress bar);
+        ``chunk`` is lowered where one segment's recorded policies (runs x seeds x steps x X x
+        Y float64 numbers) would pass 512 MB: every step's policy is recorded on the device
+        and the checkpoints are picked from it.
 
     Returns:
       Array (R, seeds, C, X, Y) of float64 policies (R = 1 for one game and no grid).
@@ -200,12 +203,14 @@ def policy_trajectories(make, games, grid=None, *, checkpoints, seeds: int = 1,
     seeds = checks.positive_int(seeds, "seeds")
     chunk = checks.positive_int(chunk, "chunk")
     steps = int(checkpoints[-1])
-    if progress is None:
-        progress = steps > 10 * chunk and sys.stderr.isatty()
     with float64_mode():
         stacked, runs = _stack_games(games)
         if grid and runs is not None and runs != settings:
             raise InvalidInputError(f"grid: needs one value per game ({runs}), got {settings}")
+        chunk = _recording_chunk(chunk, (settings if runs is None else runs) * seeds,
+                                 stacked.pi_ref.shape[-2] * stacked.pi_ref.shape[-1])
+        if progress is None:
+            progress = steps > 10 * chunk and sys.stderr.isatty()
         for i in range(settings if grid else 1):  # the factories check concrete settings
             make({k: float(v[i]) for k, v in grid.items()})
 
@@ -231,6 +236,16 @@ def policy_trajectories(make, games, grid=None, *, checkpoints, seeds: int = 1,
             wanted = checkpoints[(checkpoints > done) & (checkpoints <= done + out.shape[2])]
             pieces.append(np.asarray(out)[:, :, wanted - done - 1])
     return np.concatenate(pieces, axis=2)
+
+
+#: Bytes of float64 policies one compiled segment of :func:`policy_trajectories` may record.
+_RECORD_BYTES = 512 * 2**20
+
+
+def _recording_chunk(chunk, policies, entries):
+    """``chunk`` reduced so that one segment's records, ``policies`` policies of ``entries``
+    float64 numbers per step, stay under ``_RECORD_BYTES`` (at least one step)."""
+    return max(1, min(chunk, _RECORD_BYTES // (8 * policies * entries)))
 
 
 def _check_grid(grid, name):

@@ -77,3 +77,26 @@ def test_bad_input(kwargs, match):
             "checkpoints": [0, 5], **kwargs}
     with pytest.raises(nt.InvalidInputError, match=match):
         policy_trajectories(args.pop("make"), args.pop("games"), args.pop("grid"), **args)
+
+
+def test_recorded_segments_are_bounded_and_change_nothing(trajectories, monkeypatch):
+    """Every step's policy is recorded on the device: a segment is shortened so that its
+    records fit ``_RECORD_BYTES`` (here 2 steps of 2 runs x 3 seeds x 2 x 4 float64), with the
+    same policies bit for bit."""
+    from nlhf_theory.algorithms import _run
+
+    assert _run._recording_chunk(500, 32, 1000 * 100) == 20  # 512 MB of 32 x 1000 x 100
+    assert _run._recording_chunk(500, 1, 3) == 500 and _run._recording_chunk(3, 10**9, 10) == 1
+    lengths = []
+    real_segments = _run._segments
+
+    def spy(segment, carry, args, steps, chunk, *rest):
+        lengths.append(chunk)
+        return real_segments(segment, carry, args, steps, chunk, *rest)
+
+    monkeypatch.setattr(_run, "_segments", spy)
+    monkeypatch.setattr(_run, "_RECORD_BYTES", 2 * 2 * 3 * 2 * 4 * 8)
+    bounded = policy_trajectories(online_dpo, GAMES, {"learning_rate": RATES},
+                                  checkpoints=np.arange(7), **RUN)
+    assert lengths == [2]
+    np.testing.assert_array_equal(bounded, trajectories)
