@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import math
 import os
 import time
@@ -33,7 +34,6 @@ _PATH_START = 0.05  # smaller beta are reached by path following from this one
 # blocks keep the conjugate-gradient products in cache (2.0 s instead of 3.3 s for 1000 x 100 at
 # beta = 0.01 on one core) and threads run them in parallel (numpy releases the GIL in them).
 _BLOCK_ENTRIES = 2_000_000
-_CACHE_ENTRIES = 400000  # 1.6 MB of payoffs: a slice that stays in a core's L2 cache
 
 
 #: Fields every certified result shares: the per-prompt certificate and the solver's effort.
@@ -189,10 +189,13 @@ def _minimize_h(Q, log_ref, beta, tol_h, max_iter, max_cg):
     count = workers * -(-count // workers)  # a multiple of the workers, for balance
     bounds = np.linspace(0, X, min(count, X) + 1).round().astype(int)
     blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    with concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+    threads = (concurrent.futures.ThreadPoolExecutor(workers) if workers > 1
+               else contextlib.nullcontext())
+    with threads as pool:
+        parallel_map = pool.map if pool is not None else map  # one block or one core: serial
         for k, stage_beta in enumerate(reversed(stages)):
             stage_tol = tol_h if k == len(stages) - 1 else 1e-6 * stage_beta
-            outs = list(pool.map(lambda b, sb=stage_beta, st=stage_tol, q=q: _newton(
+            outs = list(parallel_map(lambda b, sb=stage_beta, st=stage_tol, q=q: _newton(
                 Q[b], log_ref[b], sb, q[b], st, max_iter, max_cg), blocks))
             q, r, h = (np.concatenate([o[i] for o in outs]) for i in range(3))
             # a stage takes as many iterations as its slowest prompt
@@ -206,20 +209,6 @@ def _usable_cores():
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-class _Serial:
-    """``map`` in the calling thread (one block, or a single core)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(fn, items):
-        return map(fn, items)
 
 
 def _newton(Q, log_ref, beta, q, tol_h, max_iter, max_cg):
